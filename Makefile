@@ -1,0 +1,121 @@
+# Midline's build. `make test` and `make demo` work on a fresh Debian 12 machine: each installs
+# what it needs (`make setup`, idempotent) before it runs.
+#
+# The TFLite C library comes from .runtime/ (scripts/runtime.sh, Debian unstable's build) unless
+# TFLITE_PREFIX names another build: a prefix with include/tensorflow/lite/c/c_api.h and
+# lib/libtensorflowlite_c.so, as on a Coral or Jetson box.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+.DELETE_ON_ERROR:
+
+GO ?= go
+PYTHON ?= python3
+STAGE := scripts/stage.sh
+
+# ---- TFLite: where the headers and library are, and how binaries find them at run time -------
+RUNTIME := $(CURDIR)/.runtime
+TFLITE_PREFIX ?=
+ifeq ($(TFLITE_PREFIX),)
+TFLITE_LIBDIR := $(RUNTIME)/root/usr/lib/x86_64-linux-gnu
+TFLITE_INCLUDE := $(RUNTIME)/root/usr/include
+RUNTIME_STAMP := $(RUNTIME)/root/.stamp
+# cgo links against a folder holding only libtensorflowlite_c.so and leaves the library's own
+# glibc and libstdc++ symbols unresolved at link time. Every dynamic binary then runs under the
+# unpacked loader (-I) with the unpacked libraries first (-r). DT_RPATH, unlike DT_RUNPATH, also
+# serves the library's own dependencies (abseil, libstdc++), hence --disable-new-dtags.
+TFLITE_LDFLAGS := -L$(RUNTIME)/link -Wl,--allow-shlib-undefined -Wl,--disable-new-dtags
+GO_LINK := -I=$(TFLITE_LIBDIR)/ld-linux-x86-64.so.2 -r=$(TFLITE_LIBDIR)
+else
+TFLITE_LIBDIR := $(TFLITE_PREFIX)/lib
+TFLITE_INCLUDE := $(TFLITE_PREFIX)/include
+RUNTIME_STAMP :=
+TFLITE_LDFLAGS := -L$(TFLITE_LIBDIR)
+GO_LINK := -r=$(TFLITE_LIBDIR)
+endif
+export CGO_ENABLED := 1
+export CGO_CFLAGS := -I$(TFLITE_INCLUDE) -O2 -g
+export CGO_LDFLAGS := $(TFLITE_LDFLAGS) -O2 -g
+# Test binaries get the link flags through GOFLAGS; `make build` passes them with its own -ldflags.
+export GOFLAGS := $(strip $(GOFLAGS) '-ldflags=$(GO_LINK)')
+
+# ---- Version: from git, set into the binary ------------------------------------------------------
+BASE_VERSION := 0.1.0
+COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+VERSION := $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null | sed 's/^v//')
+ifeq ($(VERSION),)
+VERSION := $(BASE_VERSION)-dev+g$(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo .dirty)
+endif
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
+# ---- Python model toolchain ------------------------------------------------------------------------
+VENV := scripts/model/.venv
+VENV_PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.stamp
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup debs runtime venv build test vet gotest golden-check pytest bench demo env clean
+
+## setup: Debian packages, the TFLite runtime and the model toolchain's venv; twice does nothing.
+setup: debs runtime venv
+
+debs:
+	@scripts/debs.sh
+
+runtime: $(RUNTIME_STAMP)
+$(RUNTIME)/root/.stamp: scripts/runtime.lock scripts/runtime.sh
+	scripts/runtime.sh fetch
+
+venv: $(VENV_STAMP)
+$(VENV_STAMP): scripts/model/pyproject.toml scripts/model/constraints.txt
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -c scripts/model/constraints.txt -e 'scripts/model[test]'
+	touch $@
+
+## build: bin/midline for this machine.
+build: $(RUNTIME_STAMP)
+	$(GO) build -ldflags '$(GO_LINK) $(LDFLAGS)' -o bin/midline ./firmware
+
+## test: everything CI checks, stage by stage with times.
+test: setup
+	@$(STAGE) vet $(MAKE) --no-print-directory vet
+	@$(STAGE) go-test $(MAKE) --no-print-directory gotest
+	@$(STAGE) golden $(MAKE) --no-print-directory golden-check
+	@$(STAGE) pytest $(MAKE) --no-print-directory pytest
+
+vet:
+	$(GO) vet ./...
+
+gotest:
+	$(GO) test -race -count=1 ./...
+
+# The fixture's goldens are remade by TensorFlow in Python and must equal the committed ones, so
+# they can neither drift nor have come from the Go side.
+golden-check: $(VENV_STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd scripts/model && ../../$(VENV_PY) -m midline_model.fixture golden \
+		--model ../../accel/testdata/fixture.tflite --out "$$tmp") && \
+	diff -r accel/testdata/fixture_golden "$$tmp" && echo "golden: committed goldens match TensorFlow's"
+
+pytest: $(VENV_STAMP)
+	cd scripts/model && ../../$(VENV_PY) -m pytest -q
+
+## bench: speed of the Go engine beside TensorFlow's Python interpreter on the same model.
+bench: setup
+	scripts/bench.sh
+
+## demo: the main job on the embedded default. Not there yet: says what is missing.
+demo:
+	@echo "make demo: the daemon does not exist yet, so there is nothing honest to show." >&2
+	@echo "  missing: DICOM receiver and sender (issue 4), preproc and tiled inference (issue 5)," >&2
+	@echo "  contours and RTSTRUCT (issue 6), the daemon with MQTT and the demo itself (issue 7)," >&2
+	@echo "  and shipped models (issue 3). 'make build && bin/midline version' works today." >&2
+	@exit 1
+
+## env: prints the cgo variables, for `eval "$(make -s env)"` before plain go commands.
+env:
+	@echo "export CGO_ENABLED=1 CGO_CFLAGS='$(CGO_CFLAGS)' CGO_LDFLAGS='$(CGO_LDFLAGS)' GOFLAGS=\"$(GOFLAGS)\""
+
+clean:
+	rm -rf bin

@@ -1,0 +1,63 @@
+// Package testenv lets tests ask for the external programs they run against (dcmtk, mosquitto,
+// dicom3tools, plastimatch). In CI a missing program fails the test; on a developer's machine the
+// test is skipped with the make target that installs it.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// SetupTarget is the make target that installs every external program tests use.
+const SetupTarget = "make setup"
+
+// InCI reports whether the tests run in CI (CI=true), where nothing may be skipped for a missing
+// tool.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// TB is the part of testing.TB that Require uses.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+}
+
+var _ TB = testing.TB(nil)
+
+// Require returns the path of program on PATH. When it is missing the test fails in CI and is
+// skipped elsewhere, naming the make target that installs it.
+func Require(t TB, program string) string {
+	t.Helper()
+	return require(t, program, InCI(), lookPath)
+}
+
+// lookPath also looks in the sbin folders, where Debian puts daemons such as mosquitto and which
+// a non-root PATH often lacks.
+func lookPath(program string) (string, error) {
+	p, err := exec.LookPath(program)
+	if err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		if q, e := exec.LookPath(filepath.Join(dir, program)); e == nil {
+			return q, nil
+		}
+	}
+	return "", err
+}
+
+func require(t TB, program string, ci bool, look func(string) (string, error)) string {
+	t.Helper()
+	p, err := look(program)
+	if err == nil {
+		return p
+	}
+	if ci {
+		t.Fatalf("%s is required (CI=true) but missing: %v; `%s` installs it", program, err, SetupTarget)
+	} else {
+		t.Skipf("%s is missing (%v); run `%s` to install it", program, err, SetupTarget)
+	}
+	return ""
+}
