@@ -87,7 +87,7 @@ fetch_one() {
 		echo "verified-copy"; return 0
 	fi
 	die "the archive no longer serves $pkg $ver and no verified copy was found at $shared.
-  What to do: run 'scripts/runtime.sh resolve > scripts/runtime.lock' to pin what Debian $suite
+  What to do: run 'scripts/runtime.sh resolve > lock.new && mv lock.new scripts/runtime.lock' to pin what Debian $suite
   serves today (then 'make runtime'), or point the build at another TensorFlow Lite 2.14 build
   with 'make TFLITE_PREFIX=/path/to/prefix ...' (a prefix holding include/ and lib/)."
 }
