@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 )
 
 // Set at link time by the Makefile (-X main.version=... -X main.commit=...).
@@ -18,6 +20,7 @@ type command struct {
 	run     func(args []string, stdout, stderr io.Writer) int
 }
 
+// commands lists every subcommand; each lives in its own file.
 var commands = map[string]command{
 	"version": {"print firmware, Go and TFLite versions and the available engines", runVersion},
 }
@@ -46,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: midline <command> [flags]")
 	fmt.Fprintln(w, "commands:")
-	for _, name := range []string{"version"} {
+	for _, name := range slices.Sorted(maps.Keys(commands)) {
 		fmt.Fprintf(w, "  %-10s %s\n", name, commands[name].summary)
 	}
 }
