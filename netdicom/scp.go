@@ -1,0 +1,323 @@
+package netdicom
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Server is the DICOM receiver: C-ECHO and C-STORE SCP, durable spool and series assembly.
+type Server struct {
+	o       Options
+	callers []caller
+	spool   *Spool
+	log     *slog.Logger
+
+	active atomic.Int64
+	nextID atomic.Uint64
+
+	mu     sync.Mutex // guards asm and queued
+	asm    *Assembler
+	queued []SeriesEvent
+	wake   chan struct{}
+}
+
+// NewServer validates the options, opens the spool and rebuilds series state from it.
+func NewServer(o Options) (*Server, error) {
+	o, callers, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	sp, err := OpenSpool(SpoolOptions{Dir: filepath.Join(o.StateDir, "spool"), NoFsync: o.NoFsync,
+		DiskLowWatermark: o.DiskLowWatermark, DiskFree: o.DiskFree, Failpoint: o.Failpoint})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{o: o, callers: callers, spool: sp, log: o.Logger, asm: NewAssembler(o.SeriesTimeout, o.ReleaseGrace), wake: make(chan struct{}, 1)}
+	insts, bad, err := sp.Scan()
+	if err != nil {
+		return nil, fmt.Errorf("netdicom: scan spool: %w", err)
+	}
+	for _, b := range bad {
+		s.log.Warn("netdicom: spool file unreadable, left in place", "path", b)
+	}
+	done, err := sp.processed()
+	if err != nil {
+		return nil, fmt.Errorf("netdicom: read processed state: %w", err)
+	}
+	s.asm.Restore(insts, done, o.Clock.Now())
+	return s, nil
+}
+
+// Spool returns the server's spool.
+func (s *Server) Spool() *Spool { return s.spool }
+
+// MarkProcessed records that the consumer processed a SeriesReady event, so that a restart
+// does not deliver it again.
+func (s *Server) MarkProcessed(ev SeriesEvent) error { return s.spool.MarkProcessed(ev) }
+
+// ListenAndServe listens on Options.Listen (and the TLS listener when configured) and serves
+// until ctx ends.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	var lns []net.Listener
+	ln, err := net.Listen("tcp", s.o.Listen)
+	if err != nil {
+		return fmt.Errorf("netdicom: listen %s: %w", s.o.Listen, err)
+	}
+	lns = append(lns, ln)
+	if s.o.TLS != nil {
+		cfg, err := ServerTLSConfig(*s.o.TLS)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		tln, err := tls.Listen("tcp", s.o.TLS.Listen, cfg)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("netdicom: listen TLS %s: %w", s.o.TLS.Listen, err)
+		}
+		lns = append(lns, tln)
+	}
+	return s.Serve(ctx, lns...)
+}
+
+// ServerTLSConfig builds the TLS configuration of the DICOM TLS listener (PS3.15 BCP 195:
+// TLS 1.2 or later); with ClientCA set, callers must present a certificate it signed.
+func ServerTLSConfig(o TLSOptions) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(o.Cert, o.Key)
+	if err != nil {
+		return nil, fmt.Errorf("netdicom: TLS certificate: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if o.ClientCA != "" {
+		pem, err := os.ReadFile(o.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("netdicom: TLS client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("netdicom: TLS client CA %s holds no certificate", o.ClientCA)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// Serve accepts associations on every listener until ctx ends, then closes the listeners,
+// aborts open associations and returns after every goroutine it started has finished.
+func (s *Server) Serve(ctx context.Context, lns ...net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(lns))
+	for _, ln := range lns {
+		stop := context.AfterFunc(ctx, func() { ln.Close() })
+		defer stop()
+		wg.Go(func() {
+			if err := s.accept(ctx, ln, &wg); err != nil && ctx.Err() == nil {
+				errs <- err
+				cancel()
+			}
+		})
+	}
+	wg.Go(func() { s.runAssembler(ctx) })
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func (s *Server) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) error {
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("netdicom: accept: %w", err)
+		}
+		wg.Go(func() { s.handle(ctx, nc) })
+	}
+}
+
+// handle runs one association from A-ASSOCIATE-RQ to close.
+func (s *Server) handle(ctx context.Context, nc net.Conn) {
+	id := s.nextID.Add(1)
+	busy := s.active.Add(1) > int64(s.o.MaxAssociations)
+	defer s.active.Add(-1)
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+	defer nc.Close()
+	log := s.log.With("assoc", id, "remote", nc.RemoteAddr().String())
+	c := newULConn(nc, s.o.MaxPDU, s.o.IdleTimeout)
+	a, err := s.associate(c, busy, log)
+	if err != nil {
+		log.Info("netdicom: association not established", "err", err)
+		return
+	}
+	a.id = id
+	released, err := a.serve()
+	a.cleanup()
+	if err != nil {
+		log.Info("netdicom: association ended", "err", err, "stored", a.stored)
+	} else {
+		log.Info("netdicom: association released", "stored", a.stored)
+	}
+	s.mu.Lock()
+	s.asm.AssociationEnded(id, released, s.o.Clock.Now())
+	s.mu.Unlock()
+	s.poke()
+}
+
+func remoteAddr(nc net.Conn) netip.Addr {
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		a, _ := netip.AddrFromSlice(ta.IP)
+		return a.Unmap()
+	}
+	return netip.Addr{}
+}
+
+// associate reads the A-ASSOCIATE-RQ within the ARTIM time and answers AC or RJ.
+func (s *Server) associate(c *ulConn, busy bool, log *slog.Logger) (*scpAssoc, error) {
+	h, body, err := c.readPDU(s.o.ARTIM)
+	if err != nil {
+		if errors.Is(err, ErrMalformedPDU) {
+			c.abort(abortSourceProvider, abortUnrecognized)
+		}
+		return nil, err
+	}
+	if h.Type != pduAssociateRQ {
+		c.abort(abortSourceProvider, abortUnexpectedPDU)
+		return nil, malformed("PDU type 0x%02x before association", h.Type)
+	}
+	rq, err := decodeAssoc(body, false)
+	if err != nil {
+		c.abort(abortSourceProvider, abortInvalidParam)
+		return nil, err
+	}
+	log = log.With("calling", rq.CallingAE, "called", rq.CalledAE)
+	if rj := s.policy(rq, remoteAddr(c.nc), busy); rj != nil {
+		c.writeRaw(encodeReject(rj))
+		return nil, rj
+	}
+	a := &scpAssoc{s: s, c: c, log: log, calling: rq.CallingAE, ctxs: map[byte]acceptedCtx{}}
+	ac := &assocPDU{ProtocolVersion: 1, CalledAE: rq.CalledAE, CallingAE: rq.CallingAE, AppContext: applicationContextUID,
+		MaxPDU: s.o.MaxPDU, ImplClassUID: ImplementationClassUID, ImplVersion: ImplementationVersion}
+	if rq.AsyncOps {
+		ac.AsyncOps, ac.MaxOpsInvoked, ac.MaxOpsPerformed = true, 1, 1
+	}
+	for _, pc := range rq.Contexts {
+		res := negotiate(pc)
+		ac.Contexts = append(ac.Contexts, res)
+		if res.Result == pcAccepted {
+			a.ctxs[pc.ID] = acceptedCtx{abstract: pc.AbstractSyntax, ts: res.TransferSyntax[0]}
+		}
+	}
+	c.peerMax = rq.MaxPDU
+	if err := c.writeRaw(ac.encode(true)); err != nil {
+		return nil, err
+	}
+	log.Info("netdicom: association accepted", "contexts", len(a.ctxs), "of", len(rq.Contexts), "peer_max_pdu", rq.MaxPDU)
+	return a, nil
+}
+
+// policy returns the rejection for an association request, or nil to accept it.
+func (s *Server) policy(rq *assocPDU, from netip.Addr, busy bool) *RejectError {
+	switch {
+	case rq.ProtocolVersion&1 == 0:
+		return &RejectError{rjPermanent, rjSourceACSE, rjProtocolVersion}
+	case rq.AppContext != applicationContextUID:
+		return &RejectError{rjPermanent, rjSourceUser, rjAppContextNotSupport}
+	case rq.CalledAE != s.o.AETitle:
+		return &RejectError{rjPermanent, rjSourceUser, rjCalledAENotKnown}
+	case !callerAllowed(s.callers, rq.CallingAE, from):
+		return &RejectError{rjPermanent, rjSourceUser, rjCallingAENotKnown}
+	case busy:
+		return &RejectError{rjTransient, rjSourcePresentaton, rjLocalLimitExceeded}
+	}
+	return nil
+}
+
+// negotiate answers one presentation context: the caller's first proposed transfer syntax that
+// Midline supports wins.
+func negotiate(pc PresentationContext) PresentationContext {
+	res := PresentationContext{ID: pc.ID, TransferSyntax: []string{ImplicitVRLittleEndian}}
+	if _, ok := lookupSOPClass(pc.AbstractSyntax); !ok {
+		res.Result = pcAbstractNotSupported
+		return res
+	}
+	for _, ts := range pc.TransferSyntax {
+		if _, ok := lookupTransferSyntax(ts); ok {
+			if pc.AbstractSyntax == VerificationUID && ts != ImplicitVRLittleEndian && ts != ExplicitVRLittleEndian && ts != ExplicitVRBigEndian {
+				continue
+			}
+			res.TransferSyntax[0] = ts
+			return res
+		}
+	}
+	res.Result = pcTransferNotSupported
+	return res
+}
+
+func (s *Server) added(inst Instance, assoc uint64) {
+	s.mu.Lock()
+	s.queued = append(s.queued, s.asm.Add(inst, assoc, s.o.Clock.Now())...)
+	s.mu.Unlock()
+	s.poke()
+	if s.o.OnInstance != nil {
+		s.o.OnInstance(inst)
+	}
+}
+
+func (s *Server) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// runAssembler delivers series events from one goroutine, in order.
+func (s *Server) runAssembler(ctx context.Context) {
+	for {
+		s.mu.Lock()
+		now := s.o.Clock.Now()
+		evs := append(s.queued, s.asm.Due(now)...)
+		s.queued = nil
+		next, ok := s.asm.Next()
+		s.mu.Unlock()
+		for _, ev := range evs {
+			s.deliver(ev)
+		}
+		var timer <-chan time.Time
+		if ok {
+			timer = s.o.Clock.After(max(next.Sub(now), 0))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-timer:
+		}
+	}
+}
+
+func (s *Server) deliver(ev SeriesEvent) {
+	s.log.Info("netdicom: series event", "kind", ev.Kind, "series", ev.SeriesUID, "generation", ev.Generation,
+		"supersedes", ev.Supersedes, "reason", ev.Reason, "instances", len(ev.Paths))
+	if s.o.OnSeries != nil {
+		s.o.OnSeries(ev)
+	}
+}
