@@ -3,8 +3,12 @@ module github.com/midline-rt/midline
 go 1.26
 
 require (
+	github.com/jonboulle/clockwork v0.5.0
 	github.com/mattn/go-tflite v1.0.5
 	github.com/suyashkumar/dicom v1.1.0
+	periph.io/x/conn/v3 v3.7.2
+	periph.io/x/devices/v3 v3.7.4
+	periph.io/x/host/v3 v3.8.3
 )
 
 require (

@@ -1,5 +1,8 @@
-// Package board reaches the box's hardware through periph.io: temperature sensors, fan, LEDs and
-// watchdog, with a profile per board and a simulated board for development and tests.
+// Package board watches the box's own hardware and drives its signals through periph.io:
+// temperatures (SoC thermal zones, the accelerator, an optional I²C sensor), the fan on a curve
+// with hysteresis, a status LED, the thermal pause of accelerator jobs and, where no systemd owns
+// it, the hardware watchdog.
 //
-// Not implemented yet (issue 9); no code here pretends otherwise.
+// A Board is built from a profile (sim, generic-linux, coral-devboard, jetson-orin-nano); a part
+// the profile names but the box lacks is reported once in Readings, never as an error storm.
 package board

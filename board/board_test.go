@@ -1,0 +1,235 @@
+package board
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"periph.io/x/conn/v3/i2c"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
+
+var testStart = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+
+// logBuf collects a board's log lines.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
+}
+
+// copyTree copies a fake sysfs tree so a test may change it.
+func copyTree(t *testing.T, name string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", name))); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func noI2C(bus string) (i2c.BusCloser, error) { return nil, errors.New("no such bus " + bus) }
+
+// testOptions are the options of a board on a fake tree, with a fake clock and a captured log.
+func testOptions(root string, logs *logBuf) Options {
+	return Options{Root: root, Clock: clockwork.NewFakeClockAt(testStart), Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		OpenI2C: noI2C, Getenv: func(string) string { return "" }}
+}
+
+func newTestBoard(t *testing.T, cfg Config, o Options) *Board {
+	t.Helper()
+	b, err := New(context.Background(), cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return b
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", "golden", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./board -run %s -update to make it)", err, t.Name())
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s differs from the golden file:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+// TestProfiles builds each profile on its fake tree, samples once and compares what
+// `midline board` would print with a golden file.
+func TestProfiles(t *testing.T) {
+	for _, name := range ProfileNames() {
+		t.Run(name, func(t *testing.T) {
+			var logs logBuf
+			root := t.TempDir()
+			if name != ProfileSim {
+				root = copyTree(t, name)
+			}
+			b := newTestBoard(t, Config{Profile: name}, testOptions(root, &logs))
+			var out bytes.Buffer
+			if err := Format(&out, b.Sample(context.Background())); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, name+".txt", out.Bytes())
+			if n, m := logs.count("part not present"), len(b.Missing()); n != m {
+				t.Errorf("%d missing parts logged %d times, want once each", m, n)
+			}
+		})
+	}
+}
+
+func TestCoralFanFollowsApex(t *testing.T) {
+	var logs logBuf
+	root := copyTree(t, ProfileCoral)
+	b := newTestBoard(t, Config{Profile: ProfileCoral}, testOptions(root, &logs))
+	fan := filepath.Join(root, "sys/class/hwmon/hwmon0")
+	wantAttr(t, filepath.Join(fan, "pwm1_enable"), "1\n")
+	steps := []struct {
+		apex string
+		pwm  string
+	}{
+		{"52250\n", "123\n"}, // 48.4 % of 255
+		{"75000\n", "255\n"},
+		{"73000\n", "255\n"}, // within the hysteresis
+		{"60000\n", "173\n"}, // slows to the curve at 63 °C: 68 %
+	}
+	for i, s := range steps {
+		if err := os.WriteFile(filepath.Join(root, "sys/class/apex/apex_0/temp"), []byte(s.apex), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		b.Sample(context.Background())
+		if got, _ := os.ReadFile(filepath.Join(fan, "pwm1")); string(got) != s.pwm {
+			t.Fatalf("step %d: apex %s: pwm1 = %q, want %q", i, strings.TrimSpace(s.apex), got, s.pwm)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wantAttr(t, filepath.Join(fan, "pwm1_enable"), "2\n")
+}
+
+// TestSensorDisappears removes the Edge TPU's temperature mid-run (the apex driver unloaded),
+// then puts back garbage, then a good value: one warning when it goes, one note when it returns,
+// an alarm and the fault LED meanwhile.
+func TestSensorDisappears(t *testing.T) {
+	var logs logBuf
+	root := copyTree(t, ProfileCoral)
+	b := newTestBoard(t, Config{Profile: ProfileCoral}, testOptions(root, &logs))
+	b.Start()
+	apex := filepath.Join(root, "sys/class/apex/apex_0/temp")
+	r := b.Sample(context.Background())
+	if len(r.Alarms) != 0 || r.LED != "ready" {
+		t.Fatalf("before: alarms %q, LED %s", r.Alarms, r.LED)
+	}
+	if err := os.Remove(apex); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		r = b.Sample(context.Background())
+	}
+	tr := r.Temperatures[2]
+	if tr.Name != "apex_0" || tr.OK || !strings.Contains(tr.Error, "no such file") {
+		t.Fatalf("apex reading after removal: %+v", tr)
+	}
+	if len(r.Alarms) != 1 || !strings.Contains(r.Alarms[0], "apex_0") || r.LED != "fault" {
+		t.Fatalf("after removal: alarms %q, LED %s", r.Alarms, r.LED)
+	}
+	if err := os.WriteFile(apex, []byte("\x00\xff garbage\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = b.Sample(context.Background())
+	if !strings.Contains(r.Temperatures[2].Error, ErrGarbage.Error()) {
+		t.Fatalf("garbage: %+v", r.Temperatures[2])
+	}
+	if r.Thermal.AcceleratorMayRun != true || r.Fan.DutyPct != 45 {
+		t.Fatalf("the other sensors (47 °C, through the hysteresis: the curve at 50 °C) drive the fan: %+v, %+v", r.Thermal, r.Fan)
+	}
+	if err := os.WriteFile(apex, []byte("51000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = b.Sample(context.Background())
+	if len(r.Alarms) != 0 || !r.Temperatures[2].OK || r.LED != "ready" {
+		t.Fatalf("after return: %+v", r)
+	}
+	if w, i := logs.count("part failing"), logs.count("part back"); w != 1 || i != 1 {
+		t.Fatalf("logged %d failures and %d returns, want 1 and 1:\n%s", w, i, logs.b.String())
+	}
+}
+
+// TestNoTemperatureRunsFanFull: with every zone unreadable the fan runs full and an alarm says so.
+func TestNoTemperatureRunsFanFull(t *testing.T) {
+	var logs logBuf
+	root := copyTree(t, ProfileJetson)
+	b := newTestBoard(t, Config{Profile: ProfileJetson}, testOptions(root, &logs))
+	zones, _ := filepath.Glob(filepath.Join(root, "sys/class/thermal/thermal_zone*/temp"))
+	for _, z := range zones {
+		if err := os.WriteFile(z, []byte("N/A\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := b.Sample(context.Background())
+	if r.Fan.DutyPct != 100 {
+		t.Fatalf("fan %v%%, want 100", r.Fan.DutyPct)
+	}
+	wantAttr(t, filepath.Join(root, "sys/class/hwmon/hwmon1/pwm1"), "255\n")
+	if !strings.Contains(strings.Join(r.Alarms, "\n"), "no SoC or accelerator temperature readable") {
+		t.Fatalf("alarms %q", r.Alarms)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{name: "defaults", cfg: Config{}},
+		{name: "every profile", cfg: Config{Profile: ProfileJetson, ThermalHighC: 90, ThermalLowC: 80}},
+		{name: "unknown profile", cfg: Config{Profile: "raspberry-pi"}, want: "board.profile"},
+		{name: "low above high", cfg: Config{ThermalHighC: 70, ThermalLowC: 75}, want: "thermal_low_c"},
+		{name: "unsorted curve", cfg: Config{FanCurve: []FanPoint{{60, 50}, {40, 30}}}, want: "fan_curve"},
+		{name: "duty over 100", cfg: Config{FanCurve: []FanPoint{{40, 130}}}, want: "fan_curve[0]"},
+		{name: "duty falls", cfg: Config{FanCurve: []FanPoint{{40, 50}, {60, 30}}}, want: "fan_curve[1]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if (err == nil) != (tt.want == "") || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("Validate() = %v, want an error naming %q", err, tt.want)
+			}
+		})
+	}
+}
