@@ -332,7 +332,7 @@ func (b *Board) setupFan() {
 
 func (b *Board) setupLED() {
 	if b.prof.LEDPin == "" {
-		if b.prof.Name != ProfileGenericLinux {
+		if b.prof.ExpectLED {
 			b.addMissing("status LED", "no GPIO pin assigned in profile %s", b.prof.Name)
 		}
 		return

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/i2c"
 )
 
@@ -148,7 +149,7 @@ func TestSensorDisappears(t *testing.T) {
 	var logs logBuf
 	root := copyTree(t, ProfileCoral)
 	b := newTestBoard(t, Config{Profile: ProfileCoral}, testOptions(root, &logs))
-	b.Start()
+	b.led.start() // the LED shows states; no loops, so every sample is the test's own
 	apex := filepath.Join(root, "sys/class/apex/apex_0/temp")
 	r := b.Sample(context.Background())
 	if len(r.Alarms) != 0 || r.LED != "ready" {
@@ -231,5 +232,45 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want an error naming %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestStartClose runs the board's own loops on a fake clock: a sample at start and one per
+// interval, the LED stepping, and Close stopping and joining them, turning the LED off, twice.
+func TestStartClose(t *testing.T) {
+	clk := clockwork.NewFakeClockAt(testStart)
+	sim := NewSim(SimStep{SoCC: 50, AccelC: 60}, SimStep{SoCC: 50, AccelC: 75})
+	var logs logBuf
+	o := testOptions("", &logs)
+	o.Clock, o.Sim, o.SampleInterval = clk, sim, 5*time.Second
+	b, err := New(context.Background(), Config{Profile: ProfileSim}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Start()
+	b.Start() // a second Start does nothing
+	eventually(t, "first sample", func() bool { return sim.FanDuty() == 60 })
+	eventually(t, "ready LED lit", func() bool { return sim.LED().Read() == gpio.High })
+	b.Indicate(LEDReceiving, true)
+	if got := b.Readings().LED; got != "receiving" {
+		t.Fatalf("LED %s, want receiving", got)
+	}
+	clk.Advance(5 * time.Second)
+	eventually(t, "second sample", func() bool { return b.Readings().At.Equal(testStart.Add(5 * time.Second)) })
+	if sim.FanDuty() != 100 {
+		t.Fatalf("fan %v%% at 75 °C, want 100", sim.FanDuty())
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if sim.LED().Read() == gpio.High || b.Readings().LED != "off" {
+		t.Fatal("LED still lit after Close")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	b.Start() // after Close: nothing starts
+	if b.Readings().LED != "off" {
+		t.Fatal("Start after Close started the LED")
 	}
 }

@@ -33,9 +33,12 @@ func (s LEDState) String() string {
 // LEDStep is the time one step of a pattern lasts.
 const LEDStep = 100 * time.Millisecond
 
+// ledPeriod is the length of every pattern, in steps.
+const ledPeriod = 10
+
 // ledPatterns are one period of each state's pattern, one character per LEDStep ('#' on, '.'
 // off). Every pattern lasts one second, so any two differ within the same second.
-var ledPatterns = [...]string{
+var ledPatterns = [len(ledNames)]string{
 	LEDOff:       "..........",
 	LEDReady:     "##########", // steady
 	LEDReceiving: "#####.....", // slow blink, 1 Hz

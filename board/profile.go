@@ -30,6 +30,9 @@ type Profile struct {
 	// LEDPin and FanPWMPin are periph GPIO pin names (gpioreg.ByName); empty means none.
 	LEDPin    string
 	FanPWMPin string
+	// ExpectLED says the box should show its state on a status LED, so an unassigned LEDPin is
+	// reported as missing.
+	ExpectLED bool
 	// WatchdogDevice is the watchdog character device, used only when board.watchdog is set.
 	WatchdogDevice string
 }
@@ -58,6 +61,7 @@ var profiles = map[string]Profile{
 		TachAttr: "fan1_input",
 		// The header's pins 3 and 5 are I2C2, /dev/i2c-1 on Mendel Linux.
 		I2C:            []I2CSensorSpec{{Name: "carrier", Bus: "/dev/i2c-1", Addr: 0x18, Part: "mcp9808"}},
+		ExpectLED:      true,
 		WatchdogDevice: "/dev/watchdog",
 	},
 	ProfileJetson: {
@@ -68,6 +72,7 @@ var profiles = map[string]Profile{
 		TachAttr: "rpm",
 		// The header's pins 3 and 5 are I²C bus 7 on the Orin Nano developer kit.
 		I2C:            []I2CSensorSpec{{Name: "carrier", Bus: "/dev/i2c-7", Addr: 0x18, Part: "mcp9808"}},
+		ExpectLED:      true,
 		WatchdogDevice: "/dev/watchdog",
 	},
 }
