@@ -217,7 +217,10 @@ func decodePresentation(v []byte, ac bool) (PresentationContext, error) {
 	if len(v) < 4 {
 		return PresentationContext{}, malformed("presentation context item of %d bytes", len(v))
 	}
-	pc := PresentationContext{ID: v[0], Result: v[2]}
+	pc := PresentationContext{ID: v[0]}
+	if ac {
+		pc.Result = v[2]
+	}
 	if pc.ID%2 == 0 {
 		return pc, malformed("presentation context ID %d is even", pc.ID)
 	}

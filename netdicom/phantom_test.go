@@ -50,6 +50,9 @@ func (p phantom) write(t testing.TB, dir string) []string {
 
 func (p phantom) writeOne(t testing.TB, path string, i int) {
 	t.Helper()
+	if p.sopClass == "" {
+		p.sopClass = MRImageStorageUID
+	}
 	pix := make([]uint16, p.rows*p.cols)
 	for y := range p.rows {
 		for x := range p.cols {

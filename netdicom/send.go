@@ -15,6 +15,9 @@ type SendResult struct {
 	Err            error
 }
 
+// ErrNotSent marks files that were not sent because the association failed first.
+var ErrNotSent = errors.New("netdicom: not sent")
+
 // Echo opens an association, sends one C-ECHO and releases it.
 func Echo(ctx context.Context, addr string, o ClientOptions) error {
 	a, err := Dial(ctx, addr, o, []PresentationContext{{AbstractSyntax: VerificationUID, TransferSyntax: []string{ImplicitVRLittleEndian}}})
@@ -54,6 +57,11 @@ func SendFiles(ctx context.Context, addr string, o ClientOptions, paths []string
 	}
 	a, err := Dial(ctx, addr, o, proposed)
 	if err != nil {
+		for i := range results {
+			if results[i].Err == nil {
+				results[i].Err = ErrNotSent
+			}
+		}
 		return results, err
 	}
 	for i := range results {
@@ -64,6 +72,11 @@ func SendFiles(ctx context.Context, addr string, o ClientOptions, paths []string
 		var se *StatusError
 		if results[i].Err != nil && !errors.As(results[i].Err, &se) && !errors.Is(results[i].Err, ErrNoContext) {
 			a.Abort()
+			for j := i + 1; j < len(results); j++ {
+				if results[j].Err == nil {
+					results[j].Err = ErrNotSent
+				}
+			}
 			return results, fmt.Errorf("netdicom: association lost at %s: %w", results[i].Path, results[i].Err)
 		}
 	}

@@ -212,4 +212,3 @@ func (a *Assembler) Restore(insts []Instance, processed map[string]processedStat
 		s.open, s.last, s.reason = true, now, ReadyRestart
 	}
 }
-

@@ -158,7 +158,9 @@ func fmtStatus(s Status) string {
 }
 
 // Success reports whether the status means the operation succeeded (Success or a Warning).
-func (s Status) Success() bool { return s == StatusSuccess || s&0xF000 == 0xB000 || s == 0x0107 || s == 0x0116 }
+func (s Status) Success() bool {
+	return s == StatusSuccess || s&0xF000 == 0xB000 || s == 0x0107 || s == 0x0116
+}
 
 func lookupSOPClass(uid string) (SOPClass, bool) {
 	for _, c := range SOPClasses {

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/midline-rt/midline/netdicom"
+)
+
+// scuFlags are the flags `echo` and `send` share.
+type scuFlags struct {
+	aet, aec      string
+	useTLS        bool
+	ca, cert, key string
+	timeout       time.Duration
+	maxPDU        uint
+}
+
+func (f *scuFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.aet, "aet", "MIDLINE", "our (calling) AE title")
+	fs.StringVar(&f.aec, "aec", "ANY-SCP", "the peer's (called) AE title")
+	fs.BoolVar(&f.useTLS, "tls", false, "use DICOM TLS")
+	fs.StringVar(&f.ca, "tls-ca", "", "PEM file of the CA that signed the peer's certificate (default: system roots)")
+	fs.StringVar(&f.cert, "tls-cert", "", "PEM client certificate, when the peer asks for one")
+	fs.StringVar(&f.key, "tls-key", "", "PEM key of --tls-cert")
+	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "connection and answer timeout")
+	fs.UintVar(&f.maxPDU, "max-pdu", netdicom.DefaultMaxPDU, "largest PDU we accept")
+}
+
+func (f *scuFlags) options(addr string) (netdicom.ClientOptions, error) {
+	o := netdicom.ClientOptions{CallingAE: f.aet, CalledAE: f.aec, Timeout: f.timeout, MaxPDU: uint32(f.maxPDU)}
+	if !f.useTLS {
+		return o, nil
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if f.ca != "" {
+		pem, err := os.ReadFile(f.ca)
+		if err != nil {
+			return o, err
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return o, fmt.Errorf("%s holds no certificate", f.ca)
+		}
+	}
+	if f.cert != "" {
+		c, err := tls.LoadX509KeyPair(f.cert, f.key)
+		if err != nil {
+			return o, err
+		}
+		cfg.Certificates = []tls.Certificate{c}
+	}
+	o.TLS = cfg
+	return o, nil
+}
+
+func parseAddr(s string) error {
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return fmt.Errorf("%q is not HOST:PORT: %w", s, err)
+	}
+	return nil
+}
+
+func runEcho(args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("echo", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	var f scuFlags
+	f.register(fl)
+	fl.Usage = func() { fmt.Fprintln(stderr, "usage: midline echo [flags] HOST:PORT"); fl.PrintDefaults() }
+	if err := fl.Parse(args); err != nil {
+		return 2
+	}
+	if fl.NArg() != 1 || parseAddr(fl.Arg(0)) != nil {
+		fl.Usage()
+		return 2
+	}
+	o, err := f.options(fl.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "midline echo: %v\n", err)
+		return 2
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	start := time.Now()
+	if err := netdicom.Echo(ctx, fl.Arg(0), o); err != nil {
+		fmt.Fprintf(stderr, "midline echo: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "C-ECHO %s (%s): Success in %v\n", fl.Arg(0), f.aec, time.Since(start).Round(time.Microsecond))
+	return 0
+}
+
+func runSend(args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("send", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	var f scuFlags
+	f.register(fl)
+	fl.Usage = func() {
+		fmt.Fprintln(stderr, "usage: midline send [flags] HOST:PORT FILE|DIR...")
+		fmt.Fprintln(stderr, "Sends each Part 10 file's data set as it is in the file, over one association.")
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		return 2
+	}
+	if fl.NArg() < 2 || parseAddr(fl.Arg(0)) != nil {
+		fl.Usage()
+		return 2
+	}
+	o, err := f.options(fl.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "midline send: %v\n", err)
+		return 2
+	}
+	paths, err := collectFiles(fl.Args()[1:])
+	if err != nil {
+		fmt.Fprintf(stderr, "midline send: %v\n", err)
+		return 2
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	res, err := netdicom.SendFiles(ctx, fl.Arg(0), o, paths)
+	failed := 0
+	for _, r := range res {
+		switch {
+		case r.Err != nil:
+			failed++
+			fmt.Fprintf(stdout, "FAIL %s: %v\n", r.Path, r.Err)
+		default:
+			fmt.Fprintf(stdout, "ok   %s: %s\n", r.Path, r.Status)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "midline send: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%d sent, %d failed\n", len(res)-failed, failed)
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+// collectFiles expands folders into the regular files below them, in lexical order.
+func collectFiles(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		err := filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.Type().IsRegular() {
+				out = append(out, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no files to send")
+	}
+	return out, nil
+}
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	var o netdicom.Options
+	var maxPDU uint
+	var tlsOpts netdicom.TLSOptions
+	fl.StringVar(&o.Listen, "listen", ":11112", "DICOM listen address (dicom.listen)")
+	fl.StringVar(&o.AETitle, "aet", "MIDLINE", "our AE title (dicom.ae_title)")
+	fl.StringVar(&o.StateDir, "state-dir", "/var/lib/midline", "state folder; the spool is in its spool/ (state_dir)")
+	fl.IntVar(&o.MaxAssociations, "max-associations", netdicom.DefaultMaxAssociations, "concurrent associations (dicom.max_associations)")
+	fl.UintVar(&maxPDU, "max-pdu", netdicom.DefaultMaxPDU, "largest PDU we accept (dicom.max_pdu)")
+	fl.DurationVar(&o.SeriesTimeout, "series-timeout", netdicom.DefaultSeriesTimeout, "per-series quiet period (dicom.series_timeout)")
+	fl.Uint64Var(&o.DiskLowWatermark, "disk-low-watermark", 1<<30, "refuse instances (0xA700) below this many free bytes (dicom.disk_low_watermark)")
+	fl.StringVar(&tlsOpts.Listen, "tls-listen", "", "DICOM TLS listen address (dicom.tls.listen); empty: no TLS listener")
+	fl.StringVar(&tlsOpts.Cert, "tls-cert", "", "PEM certificate (dicom.tls.cert)")
+	fl.StringVar(&tlsOpts.Key, "tls-key", "", "PEM key (dicom.tls.key)")
+	fl.StringVar(&tlsOpts.ClientCA, "tls-client-ca", "", "require client certificates signed by this CA (dicom.tls.client_ca)")
+	fl.BoolVar(&o.NoFsync, "no-fsync", false, "benchmarks only: acknowledge without fsync (not durable)")
+	fl.Usage = func() {
+		fmt.Fprintln(stderr, "usage: midline serve [flags]")
+		fmt.Fprintln(stderr, "Receives DICOM into the spool and reports ready series; processing is not wired yet.")
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		return 2
+	}
+	if fl.NArg() != 0 {
+		fl.Usage()
+		return 2
+	}
+	o.MaxPDU = uint32(maxPDU)
+	if tlsOpts.Listen != "" {
+		o.TLS = &tlsOpts
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	o.Logger = log
+	o.OnSeries = func(ev netdicom.SeriesEvent) {
+		fmt.Fprintf(stdout, "%s series=%s generation=%d supersedes=%d reason=%s instances=%d\n",
+			ev.Kind, ev.SeriesUID, ev.Generation, ev.Supersedes, ev.Reason, len(ev.Paths))
+	}
+	s, err := netdicom.NewServer(o)
+	if err != nil {
+		fmt.Fprintf(stderr, "midline serve: %v\n", err)
+		return 2
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	log.Info("midline serve: listening", "listen", o.Listen, "ae_title", o.AETitle, "state_dir", o.StateDir, "tls", tlsOpts.Listen)
+	if err := s.ListenAndServe(ctx); err != nil {
+		fmt.Fprintf(stderr, "midline serve: %v\n", err)
+		return 1
+	}
+	return 0
+}
