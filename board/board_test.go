@@ -3,6 +3,7 @@ package board
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"log/slog"
@@ -32,6 +33,23 @@ func (l *logBuf) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
+}
+
+// lines counts the log lines holding every one of subs.
+func (l *logBuf) lines(subs ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		all := true
+		for _, s := range subs {
+			all = all && strings.Contains(line, s)
+		}
+		if all && line != "" {
+			n++
+		}
+	}
+	return n
 }
 
 func (l *logBuf) count(s string) int {
@@ -272,5 +290,50 @@ func TestStartClose(t *testing.T) {
 	b.Start() // after Close: nothing starts
 	if b.Readings().LED != "off" {
 		t.Fatal("Start after Close started the LED")
+	}
+}
+
+// TestReadingsJSON pins the shape of the health telemetry a hot sim board reports, with the
+// watchdog driven by the daemon.
+func TestReadingsJSON(t *testing.T) {
+	var logs logBuf
+	o := testOptions("", &logs)
+	o.Sim, o.Healthy = NewSim(SimStep{SoCC: 60, AccelC: 82}), func() error { return nil }
+	b := newTestBoard(t, Config{Profile: ProfileSim, Watchdog: true}, o)
+	b.led.start()
+	b.Indicate(LEDInferring, true)
+	if err := b.wd.pet(testStart); err != nil {
+		t.Fatal(err)
+	}
+	got, err := json.MarshalIndent(b.Sample(context.Background()), "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "sim-readings.json", append(got, '\n'))
+}
+
+// TestTachometerGarbage: a tachometer reading garbage costs its rpm, not the fan.
+func TestTachometerGarbage(t *testing.T) {
+	var logs logBuf
+	root := copyTree(t, ProfileJetson)
+	b := newTestBoard(t, Config{Profile: ProfileJetson}, testOptions(root, &logs))
+	rpm := filepath.Join(root, "sys/class/hwmon/hwmon2/rpm")
+	for _, bad := range []string{"-1\n", "fast\n", "99999999999\n", ""} {
+		if err := os.WriteFile(rpm, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f := b.Sample(context.Background()).Fan
+		if f.RPM != nil || !strings.HasPrefix(f.Error, "tachometer: /sys/class/hwmon/hwmon2/rpm: ") || f.DutyPct == 0 {
+			t.Fatalf("rpm %q: %+v", bad, f)
+		}
+	}
+	if err := os.WriteFile(rpm, []byte("2200\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if f := b.Sample(context.Background()).Fan; f.RPM == nil || *f.RPM != 2200 || f.Error != "" {
+		t.Fatalf("after recovery: %+v", f)
+	}
+	if n := logs.lines("part failing", "fan tachometer"); n != 1 {
+		t.Fatalf("tachometer failure logged %d times, want 1", n)
 	}
 }

@@ -45,6 +45,9 @@ type FanReading struct {
 // Sample reads every sensor, applies the thermal policy, sets the fan and returns the new
 // readings. A started Board calls it every sample interval; `midline board` calls it once.
 func (b *Board) Sample(ctx context.Context) Readings {
+	if ctx.Err() != nil {
+		return b.Readings()
+	}
 	b.sampleMu.Lock()
 	defer b.sampleMu.Unlock()
 	now := b.opts.Clock.Now()
@@ -153,7 +156,10 @@ func (b *Board) Start() {
 			b.every(ctx, LEDStep, func() { w.observe(b.log, "status LED", b.led.tick()) })
 		}
 		if b.wd != nil {
-			b.every(ctx, petInterval(b.wd.timeout, b.opts.WatchdogInterval), func() { b.wd.pet(b.opts.Clock.Now()) })
+			var w partWatch
+			b.every(ctx, petInterval(b.wd.timeout, b.opts.WatchdogInterval), func() {
+				w.observe(b.log, "watchdog", b.wd.pet(b.opts.Clock.Now()))
+			})
 		}
 	})
 }

@@ -34,25 +34,26 @@ type watchdog struct {
 	err      error  // the last write error
 }
 
-// pet writes one keepalive if the pipeline is healthy and reports whether it did.
-func (w *watchdog) pet(now time.Time) bool {
+// pet writes one keepalive if the pipeline is healthy. It returns why it did not: the health
+// function's error, or the device's.
+func (w *watchdog) pet(now time.Time) error {
 	herr := w.healthy()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return false
+		return nil
 	}
 	if herr != nil {
 		w.starving = herr.Error()
-		return false
+		return fmt.Errorf("not petting %s: pipeline unhealthy: %w", w.path, herr)
 	}
 	w.starving = ""
 	if _, err := w.dev.Write([]byte{0}); err != nil {
 		w.err = fmt.Errorf("pet %s: %w", w.path, err)
-		return false
+		return w.err
 	}
 	w.pets, w.lastPet, w.err = w.pets+1, now, nil
-	return true
+	return nil
 }
 
 // close disarms the watchdog (magic close) and closes the device; a second call does nothing.

@@ -38,14 +38,13 @@ func (h *healthFlag) check() error {
 	return nil
 }
 
-func watchdogBoard(t *testing.T, clk clockwork.Clock, health *healthFlag) (*Board, string) {
+func watchdogBoard(t *testing.T, clk clockwork.Clock, health *healthFlag, logs *logBuf) (*Board, string) {
 	t.Helper()
 	dev := filepath.Join(t.TempDir(), "watchdog")
 	if err := os.WriteFile(dev, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs logBuf
-	o := testOptions("testdata/generic-linux", &logs)
+	o := testOptions("testdata/generic-linux", logs)
 	o.Clock, o.Healthy = clk, health.check
 	o.Profile = &Profile{Name: ProfileGenericLinux, WatchdogDevice: dev}
 	o.SampleInterval, o.WatchdogInterval = time.Hour, 10*time.Second
@@ -62,7 +61,8 @@ func watchdogBoard(t *testing.T, clk clockwork.Clock, health *healthFlag) (*Boar
 func TestWatchdogPetsWhileHealthy(t *testing.T) {
 	clk := clockwork.NewFakeClockAt(testStart)
 	var health healthFlag
-	b, dev := watchdogBoard(t, clk, &health)
+	var logs logBuf
+	b, dev := watchdogBoard(t, clk, &health, &logs)
 	b.Start()
 	pets := func() uint64 { return b.Readings().Watchdog.Pets }
 	eventually(t, "first pet at start", func() bool { return pets() == 1 })
@@ -83,6 +83,9 @@ func TestWatchdogPetsWhileHealthy(t *testing.T) {
 	}
 	if err := b.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+	if f, r := logs.lines("part failing", "part=watchdog"), logs.lines("part back", "part=watchdog"); f != 1 || r != 1 {
+		t.Fatalf("watchdog starving logged %d times, recovery %d times; want once each", f, r)
 	}
 	got, err := os.ReadFile(dev)
 	if err != nil {
@@ -130,7 +133,9 @@ func TestSimWatchdog(t *testing.T) {
 	o := testOptions("", &logs)
 	o.Sim, o.Healthy = sim, func() error { return nil }
 	b := newTestBoard(t, Config{Profile: ProfileSim, Watchdog: true}, o)
-	b.wd.pet(testStart)
+	if err := b.wd.pet(testStart); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
