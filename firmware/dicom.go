@@ -232,3 +232,15 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+func runConformance(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 0 {
+		fmt.Fprintln(stderr, "usage: midline conformance")
+		return 2
+	}
+	if err := netdicom.WriteConformance(stdout, version); err != nil {
+		fmt.Fprintf(stderr, "midline conformance: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -22,10 +22,11 @@ type command struct {
 
 // commands lists every subcommand; each lives in its own file.
 var commands = map[string]command{
-	"version": {"print firmware, Go and TFLite versions and the available engines", runVersion},
-	"echo":    {"send a DICOM C-ECHO to HOST:PORT", runEcho},
-	"send":    {"send DICOM files to HOST:PORT with C-STORE", runSend},
-	"serve":   {"run the daemon (for now: receive DICOM into the spool)", runServe},
+	"version":     {"print firmware, Go and TFLite versions and the available engines", runVersion},
+	"echo":        {"send a DICOM C-ECHO to HOST:PORT", runEcho},
+	"send":        {"send DICOM files to HOST:PORT with C-STORE", runSend},
+	"serve":       {"run the daemon (for now: receive DICOM into the spool)", runServe},
+	"conformance": {"print the DICOM Conformance Statement", runConformance},
 }
 
 func main() {

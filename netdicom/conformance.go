@@ -1,0 +1,130 @@
+package netdicom
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// WriteConformance writes Midline's DICOM Conformance Statement (PS3.2 layout, Markdown) from
+// the tables the code itself uses, so that the document cannot drift from the behaviour.
+func WriteConformance(w io.Writer, firmwareVersion string) error {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	p("# DICOM Conformance Statement: Midline %s", firmwareVersion)
+	p("")
+	p("Generated from `netdicom/tables.go` by `midline conformance`; do not edit by hand.")
+	p("")
+	p("## 1 Overview")
+	p("")
+	p("Midline is an edge box beside an MR scanner. It receives MR images as a Storage SCP, segments")
+	p("them, and sends RT Structure Sets to a planning system as a Storage SCU. Every result it sends")
+	p("is an unreviewed draft.")
+	p("")
+	p("| SOP class | UID | user of service (SCU) | provider of service (SCP) |")
+	p("|---|---|---|---|")
+	p("| Verification | %s | yes | yes |", VerificationUID)
+	for _, c := range SOPClasses {
+		if c.Disposition == VerifyOnly {
+			continue
+		}
+		p("| %s | %s | %s | yes |", c.Name, c.UID, scuRole(c.UID))
+	}
+	p("| RT Structure Set Storage | %s | yes | no |", RTStructureSetUID)
+	p("")
+	p("## 2 Networking")
+	p("")
+	p("### 2.1 Implementation model")
+	p("")
+	p("One application entity (AE title from `dicom.ae_title`) listens on `dicom.listen` and, with")
+	p("`dicom.tls`, on a TLS port. Received instances are written to a spool on local disk before")
+	p("they are acknowledged, and grouped into series by Series Instance UID.")
+	p("")
+	p("### 2.2 AE specifications")
+	p("")
+	p("| item | value |")
+	p("|---|---|")
+	p("| Implementation Class UID | %s |", ImplementationClassUID)
+	p("| Implementation Version Name | %s |", ImplementationVersion)
+	p("| Application Context Name | %s |", applicationContextUID)
+	p("| Maximum PDU received | `dicom.max_pdu` (default %d, range %d to %d) |", DefaultMaxPDU, MinPDU, MaxPDULimit)
+	p("| Maximum associations | `dicom.max_associations` (default %d); more are rejected transiently |", DefaultMaxAssociations)
+	p("| Asynchronous operations window | not supported; answered as 1/1 |")
+	p("| SCP/SCU role selection | not negotiated |")
+	p("| Extended negotiation, user identity | ignored |")
+	p("")
+	p("#### Association acceptance policy")
+	p("")
+	p("| condition | A-ASSOCIATE-RJ result, source, reason |")
+	p("|---|---|")
+	for _, r := range []struct {
+		when string
+		rj   RejectError
+	}{
+		{"protocol version 1 not offered", RejectError{rjPermanent, rjSourceACSE, rjProtocolVersion}},
+		{"application context is not the DICOM one", RejectError{rjPermanent, rjSourceUser, rjAppContextNotSupport}},
+		{"called AE title is not `dicom.ae_title`", RejectError{rjPermanent, rjSourceUser, rjCalledAENotKnown}},
+		{"calling AE title and source address match no `dicom.allowed_callers` entry", RejectError{rjPermanent, rjSourceUser, rjCallingAENotKnown}},
+		{"`dicom.max_associations` reached", RejectError{rjTransient, rjSourcePresentaton, rjLocalLimitExceeded}},
+	} {
+		p("| %s | %d, %d, %d (%s) |", r.when, r.rj.Result, r.rj.Source, r.rj.Reason, rejectReason(r.rj.Source, r.rj.Reason))
+	}
+	p("")
+	p("#### Presentation contexts accepted (SCP)")
+	p("")
+	p("Every SOP class in the table of section 1 with any of these transfer syntaxes; when a context")
+	p("offers several, the requester's first one that is listed here is accepted. Other SOP classes")
+	p("are refused per context (result 3), contexts offering none of these syntaxes with result 4.")
+	p("Verification accepts only the three uncompressed syntaxes.")
+	p("")
+	p("| transfer syntax | UID |")
+	p("|---|---|")
+	for _, ts := range TransferSyntaxes {
+		p("| %s | %s |", ts.Name, ts.UID)
+	}
+	p("")
+	p("What the receiver does with each class:")
+	p("")
+	p("| SOP class | disposition |")
+	p("|---|---|")
+	for _, c := range SOPClasses {
+		p("| %s | %s |", c.Name, c.Disposition)
+	}
+	p("")
+	p("#### C-STORE SCP status codes")
+	p("")
+	p("| status | meaning | when |")
+	p("|---|---|---|")
+	for _, s := range StoreStatuses {
+		p("| %s | %s | %s |", fmtStatus(s.Status), s.Meaning, s.When)
+	}
+	p("")
+	p("Instances are stored with the data set bytes as received. A re-sent SOP Instance UID with")
+	p("identical bytes is acknowledged and kept once; different bytes replace the stored copy.")
+	p("")
+	p("#### Storage SCU")
+	p("")
+	p("Proposes one presentation context per SOP class and transfer syntax of the files it sends,")
+	p("with the file's own transfer syntax, and sends the data set as it is in the file. Warning")
+	p("statuses (0xB000-0xBFFF) count as success; any other non-zero status is a failure reported")
+	p("with its code and error comment.")
+	p("")
+	p("## 3 Security")
+	p("")
+	p("DICOM TLS (PS3.15 BCP 195, TLS 1.2 or later) on a second listener when `dicom.tls` is set;")
+	p("with `dicom.tls.client_ca`, callers must present a certificate signed by that CA. No user")
+	p("identity negotiation.")
+	p("")
+	p("## 4 Character sets")
+	p("")
+	p("Stored data sets are not decoded or re-encoded; any Specific Character Set is kept as received.")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func scuRole(uid string) string {
+	if c, ok := lookupSOPClass(uid); ok && c.Disposition == Process {
+		return "yes"
+	}
+	return "no"
+}
