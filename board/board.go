@@ -45,6 +45,10 @@ type Options struct {
 	OpenI2C      func(bus string) (i2c.BusCloser, error)
 	PinByName    func(name string) gpio.PinIO
 	OpenWatchdog func(path string) (io.WriteCloser, error)
+	// OnThermal, if set, is called with the new state each time accelerator jobs must start
+	// waiting or may run again (for the daemon's events); it runs in the sampling goroutine and
+	// must not call Sample.
+	OnThermal func(ThermalState)
 	// SampleInterval and WatchdogInterval override the defaults.
 	SampleInterval   time.Duration
 	WatchdogInterval time.Duration
@@ -178,7 +182,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Board, error) {
 	for _, m := range b.missing {
 		b.log.Info("board: part not present", "part", m.Part, "detail", m.Detail)
 	}
-	b.last = b.snapshot(Readings{Profile: prof.Name})
+	b.last = Readings{Profile: prof.Name}
 	return b, nil
 }
 
@@ -205,7 +209,7 @@ func (b *Board) setupSensors(ctx context.Context) {
 	root := b.opts.Root
 	zones := thermalZones(root)
 	if len(zones) == 0 {
-		b.addMissing("thermal zones", "no %s", filepath.Join(root, "sys/class/thermal/thermal_zone*"))
+		b.addMissing("thermal zones", "no /sys/class/thermal/thermal_zone*")
 	}
 	accelFound := false
 	for _, z := range zones {
@@ -248,7 +252,7 @@ func (b *Board) probeSensors() {
 func (b *Board) setupApex(root string) {
 	files, _ := filepath.Glob(filepath.Join(root, b.prof.ApexGlob))
 	if len(files) == 0 {
-		b.addMissing("accelerator temperature", "no Edge TPU temperature at %s (apex driver not loaded?)", filepath.Join(root, b.prof.ApexGlob))
+		b.addMissing("accelerator temperature", "no Edge TPU temperature at /%s (apex driver not loaded?)", b.prof.ApexGlob)
 	}
 	for _, f := range files {
 		b.sensors = append(b.sensors, &sensor{name: filepath.Base(filepath.Dir(f)), source: onBox(root, f), role: RoleAccel, th: newFileThermometer(root, f)})

@@ -59,6 +59,9 @@ func (b *Board) Sample(ctx context.Context) Readings {
 	if b.thermal.update(hot, hotSrc, ok, now) {
 		st := b.thermal.State()
 		b.log.Warn("board: thermal policy changed", "accelerator_may_run", st.AcceleratorMayRun, "celsius", celsius(hot), "sensor", hotSrc)
+		if b.opts.OnThermal != nil {
+			b.opts.OnThermal(st)
+		}
 	}
 	if !ok && len(b.sensors) > 0 {
 		r.Alarms = append(r.Alarms, "no SoC or accelerator temperature readable; fan at full")

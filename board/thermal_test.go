@@ -29,7 +29,8 @@ func TestThermalPauseResume(t *testing.T) {
 	sim := NewSim(script...)
 	var logs logBuf
 	o := testOptions("", &logs)
-	o.Sim = sim
+	var events []ThermalState
+	o.Sim, o.OnThermal = sim, func(st ThermalState) { events = append(events, st) }
 	b := newTestBoard(t, Config{Profile: ProfileSim}, o)
 	b.led.start() // the LED shows states; no loops, so every sample is the test's own
 	for i, s := range steps {
@@ -44,6 +45,9 @@ func TestThermalPauseResume(t *testing.T) {
 	}
 	if n := logs.count("thermal policy changed"); n != 2 {
 		t.Fatalf("%d policy changes logged, want 2", n)
+	}
+	if len(events) != 2 || events[0].AcceleratorMayRun || !events[1].AcceleratorMayRun || events[0].Reason == "" {
+		t.Fatalf("OnThermal events %+v, want a pause then a resume", events)
 	}
 }
 
