@@ -45,6 +45,9 @@ type Options struct {
 	OpenI2C      func(bus string) (i2c.BusCloser, error)
 	PinByName    func(name string) gpio.PinIO
 	OpenWatchdog func(path string) (io.WriteCloser, error)
+	// ReadOnly opens the board to look, not to drive: the fan's duty is read, not set, and the
+	// LED and watchdog are not opened, so `midline board` can run beside the daemon.
+	ReadOnly bool
 	// OnThermal, if set, is called with the new state each time accelerator jobs must start
 	// waiting or may run again (for the daemon's events); it runs in the sampling goroutine and
 	// must not call Sample.
@@ -201,7 +204,9 @@ func (b *Board) setupSim() {
 		{name: "accel", source: "sim", role: RoleAccel, th: simThermo{s: s, accel: true}},
 	}
 	b.fan, b.tach = simFan{s}, simFan{s}
-	b.led.pin = s.led
+	if !b.opts.ReadOnly {
+		b.led.pin = s.led
+	}
 }
 
 // setupSensors finds the thermal zones, the accelerator's temperature and the I²C sensors.
@@ -301,7 +306,7 @@ func (b *Board) setupFan() {
 		dir, ok := findHwmon(root, b.prof.FanHwmon, "pwm1")
 		if ok {
 			_, names := hwmonDevices(root)
-			f, err := openHwmonFan(dir, names[dir], onBox(root, dir))
+			f, err := openHwmonFan(dir, names[dir], onBox(root, dir), !b.opts.ReadOnly)
 			if err != nil {
 				b.addMissing("fan", "%v", err)
 			} else {
@@ -335,6 +340,9 @@ func (b *Board) setupFan() {
 }
 
 func (b *Board) setupLED() {
+	if b.opts.ReadOnly {
+		return
+	}
 	if b.prof.LEDPin == "" {
 		if b.prof.ExpectLED {
 			b.addMissing("status LED", "no GPIO pin assigned in profile %s", b.prof.Name)
@@ -351,7 +359,7 @@ func (b *Board) setupLED() {
 
 // setupWatchdog opens the watchdog when board.watchdog asks for it.
 func (b *Board) setupWatchdog() error {
-	if !b.cfg.Watchdog {
+	if !b.cfg.Watchdog || b.opts.ReadOnly {
 		return nil
 	}
 	if b.opts.Getenv("WATCHDOG_USEC") != "" {

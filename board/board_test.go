@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -335,5 +336,26 @@ func TestTachometerGarbage(t *testing.T) {
 	}
 	if n := logs.lines("part failing", "fan tachometer"); n != 1 {
 		t.Fatalf("tachometer failure logged %d times, want 1", n)
+	}
+}
+
+// TestReport: `midline board` beside a running daemon reads the fan instead of setting it, and
+// opens neither the watchdog nor the LED.
+func TestReport(t *testing.T) {
+	var logs logBuf
+	root := copyTree(t, ProfileJetson)
+	o := testOptions(root, &logs)
+	o.OpenWatchdog = func(string) (io.WriteCloser, error) { t.Fatal("the watchdog was opened"); return nil, nil }
+	o.PinByName = func(string) gpio.PinIO { t.Fatal("a GPIO pin was taken"); return nil }
+	o.Profile = &Profile{Name: ProfileJetson, FanHwmon: []string{"pwmfan"}, TachAttr: "rpm", LEDPin: "LED", WatchdogDevice: "/dev/watchdog"}
+	var out bytes.Buffer
+	if err := Report(context.Background(), &out, Config{Profile: ProfileJetson, Watchdog: true}, o); err != nil {
+		t.Fatal(err)
+	}
+	wantAttr(t, filepath.Join(root, "sys/class/hwmon/hwmon1/pwm1"), "58\n") // untouched
+	for _, want := range []string{"23% duty, 1530 rpm", "/dev/watchdog: not opened by this read-only reader"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package board
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -54,6 +55,8 @@ func (f *fanControl) next(c float64, ok bool) float64 {
 // fanOutput drives a fan at a duty in percent.
 type fanOutput interface {
 	setDuty(pct float64) error
+	// duty reads back the duty the fan runs at, for a read-only board.
+	duty() (float64, error)
 	// release hands the fan back to whoever drove it before (the kernel's thermal governor).
 	release() error
 	source() string
@@ -69,10 +72,11 @@ type hwmonFan struct {
 	prevEnable string // "" when the device has no pwm1_enable
 }
 
-func openHwmonFan(dir, name, shown string) (*hwmonFan, error) {
+// openHwmonFan opens the fan; take switches it to manual control (a read-only board leaves it).
+func openHwmonFan(dir, name, shown string, take bool) (*hwmonFan, error) {
 	f := &hwmonFan{dir: dir, name: name, shown: shown}
 	enable := filepath.Join(dir, "pwm1_enable")
-	if _, err := os.Stat(enable); err != nil {
+	if _, err := os.Stat(enable); err != nil || !take {
 		return f, nil
 	}
 	prev, err := readAttr(enable)
@@ -92,6 +96,14 @@ func (f *hwmonFan) setDuty(pct float64) error {
 		return fmt.Errorf("%s/pwm1: %w", f.shown, err)
 	}
 	return nil
+}
+
+func (f *hwmonFan) duty() (float64, error) {
+	v, err := readUint(filepath.Join(f.dir, "pwm1"), 255)
+	if err != nil {
+		return 0, fmt.Errorf("%s/pwm1: %w", f.shown, err)
+	}
+	return float64(v) * 100 / 255, nil
 }
 
 func (f *hwmonFan) release() error {
@@ -115,6 +127,11 @@ type pinFan struct{ pin gpio.PinOut }
 
 func (f pinFan) setDuty(pct float64) error {
 	return f.pin.PWM(gpio.Duty(math.Round(pct*float64(gpio.DutyMax)/100)), FanPWMFrequency)
+}
+
+// duty is unknown: periph's gpio.PinOut cannot read a PWM setting back.
+func (f pinFan) duty() (float64, error) {
+	return 0, errors.New("gpio " + f.pin.Name() + ": duty cannot be read back")
 }
 
 // release leaves the fan at full speed: nobody else drives this pin, and full is safe.

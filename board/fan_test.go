@@ -59,7 +59,7 @@ func TestHwmonFanTakesAndReturnsControl(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f, err := openHwmonFan(dir, "pwmfan", "/sys/class/hwmon/hwmon0")
+	f, err := openHwmonFan(dir, "pwmfan", "/sys/class/hwmon/hwmon0", true)
 	if err != nil {
 		t.Fatal(err)
 	}

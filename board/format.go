@@ -1,11 +1,29 @@
 package board
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"text/tabwriter"
 	"time"
 )
+
+// Report prints the board's readings once, as `midline board` does: it opens the board
+// read-only (the fan, the LED and the watchdog stay with the daemon, if one runs), samples once,
+// formats the readings and closes the board.
+func Report(ctx context.Context, w io.Writer, cfg Config, opts Options) error {
+	opts.ReadOnly = true
+	b, err := New(ctx, cfg, opts)
+	if err != nil {
+		return err
+	}
+	r := b.Sample(ctx)
+	if err := Format(w, r); err != nil {
+		b.Close()
+		return err
+	}
+	return b.Close()
+}
 
 // Format writes readings as the text `midline board` prints: one section per part, every
 // temperature with its name, role and source, the alarms and the missing parts.
@@ -69,6 +87,9 @@ func fanLine(f *FanReading) string {
 func watchdogLine(w WatchdogReading) string {
 	if w.Owner != "daemon" {
 		return "not driven by midline (board.watchdog off; under systemd, systemd owns it)"
+	}
+	if w.Note != "" {
+		return w.Device + ": " + w.Note
 	}
 	s := fmt.Sprintf("%s, %d pets", w.Device, w.Pets)
 	if w.TimeoutS > 0 {

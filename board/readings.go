@@ -101,13 +101,13 @@ func (b *Board) driveFan(hot float64, ok bool, r *Readings) *FanReading {
 	if b.fan == nil {
 		return nil
 	}
-	duty := b.fanCtl.next(hot, ok)
-	fr := &FanReading{Source: b.fan.source(), DutyPct: celsius(duty)}
-	err := b.fan.setDuty(duty)
+	fr := &FanReading{Source: b.fan.source()}
+	duty, err := b.fanDuty(hot, ok)
+	fr.DutyPct = celsius(duty)
 	b.fanWatch.observe(b.log, "fan", err)
 	if err != nil {
 		fr.Error = err.Error()
-		r.Alarms = append(r.Alarms, "fan cannot be driven: "+err.Error())
+		r.Alarms = append(r.Alarms, "fan: "+err.Error())
 	}
 	if b.tach != nil {
 		rpm, err := b.tach.rpm()
@@ -119,6 +119,18 @@ func (b *Board) driveFan(hot float64, ok bool, r *Readings) *FanReading {
 		}
 	}
 	return fr
+}
+
+// fanDuty sets the fan from the curve, or on a read-only board reads what it runs at.
+func (b *Board) fanDuty(hot float64, ok bool) (float64, error) {
+	if b.opts.ReadOnly {
+		return b.fan.duty()
+	}
+	duty := b.fanCtl.next(hot, ok)
+	if err := b.fan.setDuty(duty); err != nil {
+		return duty, fmt.Errorf("cannot be driven: %w", err)
+	}
+	return duty, nil
 }
 
 // snapshot adds the live parts (thermal policy and its alarm, LED, watchdog, missing parts) to a
@@ -133,6 +145,9 @@ func (b *Board) snapshot(r Readings) Readings {
 	r.Alarms = append(r.Alarms, alarms...)
 	r.LED = b.led.state().String()
 	r.Watchdog = b.wd.reading()
+	if b.opts.ReadOnly && b.cfg.Watchdog {
+		r.Watchdog = WatchdogReading{Owner: "daemon", Device: b.prof.WatchdogDevice, Note: "not opened by this read-only reader"}
+	}
 	r.Missing = b.Missing()
 	return r
 }
@@ -202,7 +217,7 @@ func (b *Board) Close() error {
 			errs = append(errs, b.wd.close())
 		}
 		errs = append(errs, b.led.stop())
-		if b.fan != nil {
+		if b.fan != nil && !b.opts.ReadOnly {
 			errs = append(errs, b.fan.release())
 		}
 		for _, bus := range b.buses {

@@ -109,8 +109,9 @@ func (f simFan) setDuty(pct float64) error {
 	return nil
 }
 
-func (f simFan) release() error { return nil }
-func (f simFan) source() string { return "sim" }
+func (f simFan) duty() (float64, error) { return f.s.FanDuty(), nil }
+func (f simFan) release() error         { return nil }
+func (f simFan) source() string         { return "sim" }
 func (f simFan) rpm() (uint64, error) {
 	return uint64(f.s.FanDuty() * 50), nil
 }

@@ -84,6 +84,7 @@ type WatchdogReading struct {
 	Starving string    `json:"starving,omitempty"`
 	Closed   bool      `json:"closed,omitempty"`
 	Error    string    `json:"error,omitempty"`
+	Note     string    `json:"note,omitempty"`
 }
 
 func (w *watchdog) reading() WatchdogReading {
