@@ -8,6 +8,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/gpio/gpiotest"
 	"periph.io/x/conn/v3/i2c"
 )
 
@@ -356,6 +358,53 @@ func TestReport(t *testing.T) {
 	for _, want := range []string{"23% duty, 1530 rpm", "/dev/watchdog: not opened by this read-only reader"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestGPIOParts drives a status LED and a PWM fan on periph gpiotest pins, as a carrier board
+// with both on its header would.
+func TestGPIOParts(t *testing.T) {
+	led, fan := &gpiotest.Pin{N: "LED0"}, &gpiotest.Pin{N: "PWM0"}
+	pins := map[string]gpio.PinIO{"LED0": led, "PWM0": fan}
+	var logs logBuf
+	o := testOptions("testdata/generic-linux", &logs)
+	o.Profile = &Profile{Name: "carrier", LEDPin: "LED0", FanPWMPin: "PWM0", ExpectLED: true}
+	o.PinByName = func(n string) gpio.PinIO { return pins[n] }
+	b := newTestBoard(t, Config{Profile: ProfileGenericLinux}, o)
+	r := b.Sample(context.Background()) // hottest zone 41 °C: 31.5 %
+	if r.Fan.Source != "gpio PWM0" || fan.D != gpio.Duty(math.Round(0.315*float64(gpio.DutyMax))) || fan.F != FanPWMFrequency {
+		t.Fatalf("fan %+v; pin duty %v at %v", r.Fan, fan.D, fan.F)
+	}
+	if r.Fan.Error != "" || r.Fan.RPM != nil || len(b.Missing()) != 0 {
+		t.Fatalf("fan %+v, missing %v", r.Fan, b.Missing())
+	}
+	b.led.start()
+	if err := b.led.tick(); err != nil || led.Read() != gpio.High {
+		t.Fatalf("ready LED: %v, %v", led.Read(), err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if led.Read() != gpio.Low || fan.D != gpio.DutyMax {
+		t.Fatalf("after Close: LED %v, fan duty %v; want off and full", led.Read(), fan.D)
+	}
+}
+
+func TestWatchdogLine(t *testing.T) {
+	tests := []struct {
+		w    WatchdogReading
+		want string
+	}{
+		{WatchdogReading{Owner: "none"}, "not driven by midline (board.watchdog off; under systemd, systemd owns it)"},
+		{WatchdogReading{Owner: "daemon", Device: "/dev/watchdog", Pets: 7, TimeoutS: 60}, "/dev/watchdog, 7 pets, timeout 60 s"},
+		{WatchdogReading{Owner: "daemon", Device: "/dev/watchdog", Pets: 7, Starving: "queue stalled"}, "/dev/watchdog, 7 pets, NOT petting: queue stalled"},
+		{WatchdogReading{Owner: "daemon", Device: "/dev/watchdog", Pets: 9, Closed: true}, "/dev/watchdog, 9 pets, disarmed (magic close)"},
+		{WatchdogReading{Owner: "daemon", Device: "/dev/watchdog", Error: "pet /dev/watchdog: EIO"}, "/dev/watchdog, 0 pets; error: pet /dev/watchdog: EIO"},
+	}
+	for _, tt := range tests {
+		if got := watchdogLine(tt.w); got != tt.want {
+			t.Errorf("watchdogLine(%+v) = %q, want %q", tt.w, got, tt.want)
 		}
 	}
 }
