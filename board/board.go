@@ -140,6 +140,7 @@ type Board struct {
 	fanWatch  partWatch
 	tach      tachometer
 	tachWatch partWatch
+	stalls    int // samples in a row with the fan driven but not turning
 	wd        *watchdog
 	buses     []i2c.BusCloser
 	missing   []Missing
@@ -412,4 +413,5 @@ func (p *partWatch) observe(log *slog.Logger, part string, err error) {
 	}
 }
 
-func celsius(c float64) float64 { return math.Round(c*1000) / 1000 }
+// round3 rounds to three decimals, the precision telemetry carries (millidegrees).
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }

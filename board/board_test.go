@@ -408,3 +408,25 @@ func TestWatchdogLine(t *testing.T) {
 		}
 	}
 }
+
+// TestFanStall: a fan driven at 42 % that reads 0 rpm twice in a row raises an alarm; once it
+// turns again the alarm goes.
+func TestFanStall(t *testing.T) {
+	var logs logBuf
+	root := copyTree(t, ProfileJetson)
+	b := newTestBoard(t, Config{Profile: ProfileJetson}, testOptions(root, &logs))
+	rpm := filepath.Join(root, "sys/class/hwmon/hwmon2/rpm")
+	for i, s := range []struct {
+		rpm     string
+		stalled bool
+	}{{"0", false}, {"0", true}, {"0", true}, {"1200", false}, {"0", false}} {
+		if err := os.WriteFile(rpm, []byte(s.rpm+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := b.Sample(context.Background())
+		stalled := len(r.Alarms) == 1 && r.Alarms[0] == "fan stalled: 0 rpm at 43% duty"
+		if stalled != s.stalled || (!s.stalled && len(r.Alarms) != 0) {
+			t.Fatalf("sample %d at %s rpm: alarms %q, want stalled %v", i, s.rpm, r.Alarms, s.stalled)
+		}
+	}
+}

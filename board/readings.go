@@ -58,13 +58,13 @@ func (b *Board) Sample(ctx context.Context) Readings {
 	hot, hotSrc, ok := b.readTemps(&r)
 	if b.thermal.update(hot, hotSrc, ok, now) {
 		st := b.thermal.State()
-		b.log.Warn("board: thermal policy changed", "accelerator_may_run", st.AcceleratorMayRun, "celsius", celsius(hot), "sensor", hotSrc)
+		b.log.Warn("board: thermal policy changed", "accelerator_may_run", st.AcceleratorMayRun, "celsius", round3(hot), "sensor", hotSrc)
 		if b.opts.OnThermal != nil {
 			b.opts.OnThermal(st)
 		}
 	}
 	if !ok && len(b.sensors) > 0 {
-		r.Alarms = append(r.Alarms, "no SoC or accelerator temperature readable; fan at full")
+		r.Alarms = append(r.Alarms, "no SoC or accelerator temperature readable; the fan runs full")
 	}
 	r.Fan = b.driveFan(hot, ok, &r)
 	b.mu.Lock()
@@ -86,7 +86,7 @@ func (b *Board) readTemps(r *Readings) (hot float64, src string, ok bool) {
 			tr.Error = err.Error()
 			r.Alarms = append(r.Alarms, fmt.Sprintf("temperature %s (%s) unreadable: %v", s.name, s.source, err))
 		} else {
-			tr.Celsius, tr.OK = celsius(t.Celsius()), true
+			tr.Celsius, tr.OK = round3(t.Celsius()), true
 			if s.role != RoleAmbient && (!ok || tr.Celsius > hot) {
 				hot, src, ok = tr.Celsius, s.name, true
 			}
@@ -103,7 +103,7 @@ func (b *Board) driveFan(hot float64, ok bool, r *Readings) *FanReading {
 	}
 	fr := &FanReading{Source: b.fan.source()}
 	duty, err := b.fanDuty(hot, ok)
-	fr.DutyPct = celsius(duty)
+	fr.DutyPct = round3(duty)
 	b.fanWatch.observe(b.log, "fan", err)
 	if err != nil {
 		fr.Error = err.Error()
@@ -114,11 +114,30 @@ func (b *Board) driveFan(hot float64, ok bool, r *Readings) *FanReading {
 		b.tachWatch.observe(b.log, "fan tachometer", err)
 		if err == nil {
 			fr.RPM = &rpm
+			b.checkStall(duty, rpm, r)
 		} else if fr.Error == "" {
 			fr.Error = "tachometer: " + err.Error()
 		}
 	}
 	return fr
+}
+
+// Stall detection: a fan driven at stallDutyPct or more that reads 0 rpm on stallSamples samples
+// in a row has stopped (a seized bearing, a cut wire). One sample is not enough: a fan starting
+// from rest reads 0 until it turns.
+const (
+	stallDutyPct = 20
+	stallSamples = 2
+)
+
+func (b *Board) checkStall(duty float64, rpm uint64, r *Readings) {
+	if b.opts.ReadOnly || duty < stallDutyPct || rpm > 0 {
+		b.stalls = 0
+		return
+	}
+	if b.stalls++; b.stalls >= stallSamples {
+		r.Alarms = append(r.Alarms, fmt.Sprintf("fan stalled: 0 rpm at %.0f%% duty", duty))
+	}
 }
 
 // fanDuty sets the fan from the curve, or on a read-only board reads what it runs at.
