@@ -50,6 +50,17 @@ func FuzzParseMilliC(f *testing.F) {
 	for _, s := range []string{"47000", "-256000", "", "garbage", "1e3", "+5", "150001"} {
 		f.Add(s)
 	}
+	// Every temperature in the fake trees, as the kernel writes it.
+	for _, glob := range []string{"testdata/*/sys/class/thermal/*/temp", "testdata/*/sys/class/apex/*/*temp*"} {
+		files, _ := filepath.Glob(glob)
+		for _, name := range files {
+			b, err := os.ReadFile(name)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(strings.TrimSpace(string(b)))
+		}
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		got, err := parseMilliC(s)
 		if err != nil {
