@@ -301,22 +301,7 @@ func (b *Board) setupI2C(spec I2CSensorSpec) {
 
 // setupFan takes the fan (hwmon pwm1 or a GPIO PWM pin) and its tachometer.
 func (b *Board) setupFan() {
-	root := b.opts.Root
-	var fanDir string
-	if len(b.prof.FanHwmon) > 0 {
-		dir, ok := findHwmon(root, b.prof.FanHwmon, "pwm1")
-		if ok {
-			_, names := hwmonDevices(root)
-			f, err := openHwmonFan(dir, names[dir], onBox(root, dir), !b.opts.ReadOnly)
-			if err != nil {
-				b.addMissing("fan", "%v", err)
-			} else {
-				b.fan, fanDir = f, dir
-			}
-		} else {
-			b.addMissing("fan", "no hwmon device named %v with pwm1", b.prof.FanHwmon)
-		}
-	}
+	fanDir := b.setupHwmonFan()
 	if b.prof.FanPWMPin != "" {
 		if p := b.opts.PinByName(b.prof.FanPWMPin); p != nil {
 			b.fan = pinFan{p}
@@ -324,20 +309,47 @@ func (b *Board) setupFan() {
 			b.addMissing("fan", "no GPIO pin %s", b.prof.FanPWMPin)
 		}
 	}
-	if b.prof.TachAttr == "" {
-		return
+	if b.prof.TachAttr != "" {
+		b.setupTach(fanDir)
 	}
+}
+
+// setupHwmonFan opens the first hwmon fan the profile names and returns its folder.
+func (b *Board) setupHwmonFan() string {
+	if len(b.prof.FanHwmon) == 0 {
+		return ""
+	}
+	root := b.opts.Root
+	dir, ok := findHwmon(root, b.prof.FanHwmon, "pwm1")
+	if !ok {
+		b.addMissing("fan", "no hwmon device named %v with pwm1", b.prof.FanHwmon)
+		return ""
+	}
+	_, names := hwmonDevices(root)
+	f, err := openHwmonFan(dir, names[dir], onBox(root, dir), !b.opts.ReadOnly)
+	if err != nil {
+		b.addMissing("fan", "%v", err)
+		return ""
+	}
+	b.fan = f
+	return dir
+}
+
+// setupTach finds the tachometer: on the fan's own hwmon device if the profile names none, else
+// on the device it names (or any device with the attribute).
+func (b *Board) setupTach(fanDir string) {
+	root, attr := b.opts.Root, b.prof.TachAttr
 	if fanDir != "" && len(b.prof.TachHwmon) == 0 {
-		if _, err := os.Stat(filepath.Join(fanDir, b.prof.TachAttr)); err == nil {
-			b.tach = newFileTach(root, filepath.Join(fanDir, b.prof.TachAttr))
+		if _, err := os.Stat(filepath.Join(fanDir, attr)); err == nil {
+			b.tach = newFileTach(root, filepath.Join(fanDir, attr))
 			return
 		}
 	}
-	if dir, ok := findHwmon(root, b.prof.TachHwmon, b.prof.TachAttr); ok {
-		b.tach = newFileTach(root, filepath.Join(dir, b.prof.TachAttr))
+	if dir, ok := findHwmon(root, b.prof.TachHwmon, attr); ok {
+		b.tach = newFileTach(root, filepath.Join(dir, attr))
 		return
 	}
-	b.addMissing("fan tachometer", "no hwmon attribute %s", b.prof.TachAttr)
+	b.addMissing("fan tachometer", "no hwmon attribute %s", attr)
 }
 
 func (b *Board) setupLED() {

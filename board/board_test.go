@@ -430,3 +430,34 @@ func TestFanStall(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingPartsReportedOnce: a Coral without the apex driver and without a fan lists both in
+// every Readings, logs each once, and raises no alarm for them however often it samples.
+func TestMissingPartsReportedOnce(t *testing.T) {
+	var logs logBuf
+	root := copyTree(t, ProfileCoral)
+	for _, d := range []string{"sys/class/apex", "sys/class/hwmon"} {
+		if err := os.RemoveAll(filepath.Join(root, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := newTestBoard(t, Config{Profile: ProfileCoral}, testOptions(root, &logs))
+	var r Readings
+	for range 5 {
+		r = b.Sample(context.Background())
+	}
+	var parts []string
+	for _, m := range r.Missing {
+		parts = append(parts, m.Part)
+	}
+	want := "accelerator temperature,i2c mcp9808 /dev/i2c-1@0x18,fan,fan tachometer,status LED"
+	if strings.Join(parts, ",") != want || len(r.Alarms) != 0 || r.Fan != nil {
+		t.Fatalf("missing %v, alarms %q, fan %+v; want missing %s and nothing else", parts, r.Alarms, r.Fan, want)
+	}
+	if n := logs.count("part not present"); n != 5 {
+		t.Fatalf("%d missing-part log lines after 5 samples, want 5 (one per part)", n)
+	}
+	if n := strings.Count(logs.b.String(), "level=WARN"); n != 0 {
+		t.Fatalf("%d warnings logged for parts that are simply absent", n)
+	}
+}
