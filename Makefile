@@ -54,7 +54,7 @@ VENV_PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.stamp
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup debs runtime venv build test vet gotest golden-check pytest bench demo env clean
+.PHONY: setup debs runtime venv build test vet gotest fuzz-short golden-check pytest bench demo env clean
 
 ## setup: Debian packages, the TFLite runtime and the model toolchain's venv; twice does nothing.
 setup: debs runtime venv
@@ -81,6 +81,7 @@ build: $(RUNTIME_STAMP)
 test: setup
 	@$(STAGE) vet $(MAKE) --no-print-directory vet
 	@$(STAGE) go-test $(MAKE) --no-print-directory gotest
+	@$(STAGE) fuzz $(MAKE) --no-print-directory fuzz-short
 	@$(STAGE) golden $(MAKE) --no-print-directory golden-check
 	@$(STAGE) pytest $(MAKE) --no-print-directory pytest
 
@@ -89,6 +90,12 @@ vet:
 
 gotest:
 	$(GO) test -race -count=1 ./...
+
+# A short run of every fuzzer of outside bytes; the long runs are by hand (go test -fuzz).
+FUZZ_TIME ?= 10s
+fuzz-short:
+	@for f in FuzzPDU FuzzReadHead FuzzDecodeRLE; do \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZ_TIME) ./netdicom || exit 1; done
 
 # The fixture's goldens are remade by TensorFlow in Python and must equal the committed ones, so
 # they can neither drift nor have come from the Go side.
@@ -101,9 +108,13 @@ golden-check: $(VENV_STAMP)
 pytest: $(VENV_STAMP)
 	cd scripts/model && ../../$(VENV_PY) -m pytest -q
 
-## bench: speed of the Go engine beside TensorFlow's Python interpreter on the same model.
+## bench: speed of the Go engine beside TensorFlow's Python interpreter on the same model, and of
+## the DICOM receiver beside storescp and Orthanc (netdicom/bench_test.go).
 bench: setup
 	scripts/bench.sh
+	@[ -x /usr/sbin/Orthanc ] || { s=; [ "$$(id -u)" -eq 0 ] || s=sudo; \
+		DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -q --no-install-recommends orthanc; }
+	set -o pipefail; MIDLINE_BENCH=1 $(GO) test -count=1 -timeout 60m -v -run '^TestBenchReceivers$$' ./netdicom | grep -Ev '^(=== RUN|--- PASS|PASS$$|ok )'
 
 ## demo: the main job on the embedded default. Not there yet: says what is missing.
 demo:

@@ -10,6 +10,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // ErrBadDataSet marks a data set whose encoding cannot be followed.
@@ -59,7 +60,10 @@ func ReadHead(r io.Reader, tsUID string) (HeadInfo, error) {
 		defer fr.Close()
 		r = fr
 	}
-	h := &headReader{r: bufio.NewReaderSize(r, 16<<10), bo: binary.LittleEndian, implicit: ts.implicit}
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() { br.Reset(nil); readerPool.Put(br) }()
+	h := &headReader{r: br, bo: binary.LittleEndian, implicit: ts.implicit}
 	if ts.big {
 		h.bo = binary.BigEndian
 	}
@@ -68,6 +72,8 @@ func ReadHead(r io.Reader, tsUID string) (HeadInfo, error) {
 }
 
 var errStop = errors.New("stop")
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 8<<10) }}
 
 // walk reads elements until the end of input (top level), an item delimiter (inside items), or
 // a tag past the last wanted one (top level).

@@ -24,7 +24,11 @@ func TestMain(m *testing.M) {
 }
 
 func runChild(dir string) int {
-	s, err := NewServer(Options{AETitle: "MIDLINE", StateDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), NoFsync: os.Getenv("MIDLINE_NO_FSYNC") == "1"})
+	aet := os.Getenv("MIDLINE_AET")
+	if aet == "" {
+		aet = "MIDLINE"
+	}
+	s, err := NewServer(Options{AETitle: aet, StateDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), NoFsync: os.Getenv("MIDLINE_NO_FSYNC") == "1"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -140,7 +141,9 @@ func (s *Spool) Begin(meta FileMeta) (*Pending, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netdicom: spool temp file: %w", err)
 	}
-	p := &Pending{s: s, f: f, w: bufio.NewWriterSize(f, 64<<10), meta: meta}
+	w := writerPool.Get().(*bufio.Writer)
+	w.Reset(f)
+	p := &Pending{s: s, f: f, w: w, meta: meta}
 	hdr := appendFileMeta(nil, meta)
 	p.meta.DataOffset = int64(len(hdr))
 	_, p.err = p.w.Write(hdr)
@@ -157,8 +160,20 @@ func (p *Pending) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// writerPool recycles the spool's write buffers across instances.
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+func (p *Pending) release() {
+	if p.w != nil {
+		p.w.Reset(nil)
+		writerPool.Put(p.w)
+		p.w = nil
+	}
+}
+
 // Abort removes the temp file.
 func (p *Pending) Abort() {
+	p.release()
 	p.f.Close()
 	os.Remove(p.f.Name())
 }
@@ -177,6 +192,7 @@ func (p *Pending) commit() (Instance, Status, error) {
 	if p.err == nil {
 		p.err = p.w.Flush()
 	}
+	p.release()
 	if p.err != nil {
 		return Instance{}, StatusOutOfResources, fmt.Errorf("netdicom: spool write: %w", p.err)
 	}
