@@ -66,6 +66,20 @@ func (s *Server) Spool() *Spool { return s.spool }
 // does not deliver it again.
 func (s *Server) MarkProcessed(ev SeriesEvent) error { return s.spool.MarkProcessed(ev) }
 
+// Prune removes processed series and set-aside instances older than maxAge (retention.spool)
+// from the spool and forgets them.
+func (s *Server) Prune(maxAge time.Duration) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	removed, err := s.spool.Prune(s.o.Clock.Now(), maxAge)
+	for _, uid := range removed {
+		if st := s.asm.series[uid]; st != nil && !st.open {
+			delete(s.asm.series, uid)
+		}
+	}
+	return removed, err
+}
+
 // ListenAndServe listens on Options.Listen (and the TLS listener when configured) and serves
 // until ctx ends.
 func (s *Server) ListenAndServe(ctx context.Context) error {

@@ -60,6 +60,9 @@ type Spool struct {
 	watermark uint64
 	failpoint func(step string) error
 	seq       atomic.Uint64
+	// mu orders pruning against commits: a commit holds it shared from folder creation to
+	// rename, Prune holds it exclusively, so a late instance never lands in a folder being removed.
+	mu sync.RWMutex
 }
 
 // SpoolOptions configure a Spool.
@@ -250,6 +253,8 @@ func (p *Pending) durable(folder, path string) (dup bool, err error) {
 	if err := fp(FailAfterFsync); err != nil {
 		return false, err
 	}
+	p.s.mu.RLock()
+	defer p.s.mu.RUnlock()
 	if err := p.s.ensureFolder(folder); err != nil {
 		return false, err
 	}
@@ -436,4 +441,58 @@ func (s *Spool) writeAtomic(path string, b []byte) error {
 		return fmt.Errorf("netdicom: write state %s: %w", path, err)
 	}
 	return s.syncDir(filepath.Dir(path))
+}
+
+// Prune removes processed series whose files are all older than maxAge (with their processed
+// mark) and set-aside instances older than maxAge. A series with instances newer than its
+// processed mark is kept. It returns the series UIDs removed.
+func (s *Spool) Prune(now time.Time, maxAge time.Duration) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	done, err := s.processed()
+	if err != nil {
+		return nil, err
+	}
+	cutoff := now.Add(-maxAge)
+	var removed []string
+	for uid, ps := range done {
+		folder := filepath.Join(s.dir, spoolSeries, uid)
+		old, sops, err := allOlder(folder, cutoff)
+		if err != nil || !old || instanceDigest(sops) != ps.Digest {
+			continue
+		}
+		if err := os.RemoveAll(folder); err != nil {
+			return removed, fmt.Errorf("netdicom: prune %s: %w", folder, err)
+		}
+		os.Remove(filepath.Join(s.dir, spoolState, uid+".json"))
+		removed = append(removed, uid)
+	}
+	aside, _ := filepath.Glob(filepath.Join(s.dir, spoolAside, "*", "*.dcm"))
+	for _, p := range aside {
+		if st, err := os.Stat(p); err == nil && st.ModTime().Before(cutoff) {
+			os.Remove(p)
+			os.Remove(filepath.Dir(p)) // only succeeds once the folder is empty
+		}
+	}
+	slices.Sort(removed)
+	return removed, s.syncDir(filepath.Join(s.dir, spoolSeries))
+}
+
+func allOlder(folder string, cutoff time.Time) (bool, []string, error) {
+	ents, err := os.ReadDir(folder)
+	if err != nil {
+		return false, nil, err
+	}
+	var sops []string
+	for _, e := range ents {
+		info, err := e.Info()
+		if err != nil {
+			return false, nil, err
+		}
+		if !info.ModTime().Before(cutoff) {
+			return false, nil, nil
+		}
+		sops = append(sops, strings.TrimSuffix(e.Name(), ".dcm"))
+	}
+	return true, sops, nil
 }
