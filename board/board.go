@@ -278,7 +278,8 @@ func onBox(root, path string) string {
 
 func (b *Board) setupI2C(spec I2CSensorSpec) {
 	part := fmt.Sprintf("i2c %s %s@%#x", spec.Part, spec.Bus, spec.Addr)
-	if spec.Part != "mcp9808" {
+	open, ok := i2cParts[spec.Part]
+	if !ok {
 		b.addMissing(part, "no driver for part %q", spec.Part)
 		return
 	}
@@ -287,7 +288,7 @@ func (b *Board) setupI2C(spec I2CSensorSpec) {
 		b.addMissing(part, "open bus: %v", err)
 		return
 	}
-	dev, err := openMCP9808(bus, spec.Addr)
+	dev, err := open(bus, spec.Addr)
 	if err != nil {
 		b.addMissing(part, "%v", err)
 		if cerr := bus.Close(); cerr != nil {

@@ -38,7 +38,7 @@ type Profile struct {
 }
 
 // I2CSensorSpec names an optional I²C temperature sensor: its bus (i2creg name), address and
-// part. Part is "mcp9808", the one driver wired so far.
+// part: "mcp9808" (addresses 0x18..0x1f) or "bme280" (0x76, 0x77; a BMP280 works too).
 type I2CSensorSpec struct {
 	Name string
 	Bus  string

@@ -7,6 +7,7 @@ import (
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/mmr"
 	"periph.io/x/conn/v3/physic"
+	"periph.io/x/devices/v3/bmxx80"
 	"periph.io/x/devices/v3/mcp9808"
 )
 
@@ -65,6 +66,23 @@ func (e envThermometer) sense() (physic.Temperature, error) {
 		return 0, err
 	}
 	return env.Temperature, nil
+}
+
+// i2cParts open the I²C temperature sensors a profile may name, through periph's drivers.
+var i2cParts = map[string]func(bus i2c.Bus, addr uint16) (envSenser, error){
+	"mcp9808": func(bus i2c.Bus, addr uint16) (envSenser, error) { return openMCP9808(bus, addr) },
+	"bme280":  openBME280,
+}
+
+// openBME280 opens a Bosch BME280 (or BMP280: periph's driver tells them apart by chip ID) for
+// temperature only, in forced mode: one conversion per read, asleep in between, so the sensor
+// does not warm itself.
+func openBME280(bus i2c.Bus, addr uint16) (envSenser, error) {
+	d, err := bmxx80.NewI2C(bus, addr, &bmxx80.Opts{Temperature: bmxx80.O1x})
+	if err != nil {
+		return nil, fmt.Errorf("bme280 at %#x: %w", addr, err)
+	}
+	return d, nil
 }
 
 // MCP9808 identification registers and values (Microchip DS25095A, registers 0x06 and 0x07:

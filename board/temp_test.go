@@ -99,3 +99,55 @@ func TestMCP9808WrongPart(t *testing.T) {
 		})
 	}
 }
+
+// The BME280's transactions (Bosch BST-BME280-DS002: chip ID 0x60 in register 0xD0; trimming
+// parameters at 0x88..0xA1 and 0xE1..0xE7, little-endian; ctrl_hum 0xF2, status 0xF3,
+// ctrl_meas 0xF4, config 0xF5; data from 0xF7 as pressure, temperature, humidity, 20-bit values
+// MSB first). The trimming values and raw reading are the worked example of Bosch's BMP280
+// datasheet (BST-BMP280-DS001, section 3.12), whose temperature compensation the BME280 shares:
+// dig_T1 27504, dig_T2 26435, dig_T3 -1000, dig_P1..P9 36477, -10685, 3024, 2855, 140, -7,
+// 15500, -14600, 6000; adc_T 519888 is 25.08 °C.
+var bme280Ops = []i2ctest.IO{
+	{Addr: 0x76, W: []byte{0xD0}, R: []byte{0x60}}, // chip ID: BME280
+	{Addr: 0x76, W: []byte{0x88}, R: []byte{
+		0x70, 0x6B, 0x43, 0x67, 0x18, 0xFC, // dig_T1..T3
+		0x7D, 0x8E, 0x43, 0xD6, 0xD0, 0x0B, 0x27, 0x0B, 0x8C, 0x00, 0xF9, 0xFF, 0x8C, 0x3C, 0xF8, 0xC6, 0x70, 0x17, // dig_P1..P9
+		0x00, 0x00, // reserved, dig_H1
+	}},
+	{Addr: 0x76, W: []byte{0xE1}, R: make([]byte, 7)}, // dig_H2..H6: humidity is off
+	// ctrl_meas asleep (osrs_t x1, osrs_p off), ctrl_hum off, config (t_sb 1000 ms, no
+	// filter), ctrl_meas again: it must be written last for ctrl_hum to take effect.
+	{Addr: 0x76, W: []byte{0xF4, 0x20, 0xF2, 0x00, 0xF5, 0xA0, 0xF4, 0x20}},
+}
+
+// bme280Read is one forced-mode reading: start a conversion, see it done, read the data.
+var bme280Read = []i2ctest.IO{
+	{Addr: 0x76, W: []byte{0xF4, 0x21}},            // ctrl_meas: forced mode
+	{Addr: 0x76, W: []byte{0xF3}, R: []byte{0x00}}, // status: not measuring
+	{Addr: 0x76, W: []byte{0xF7}, R: []byte{0x65, 0x5A, 0xC0, 0x7E, 0xED, 0x00, 0x80, 0x00}},
+}
+
+func TestBME280(t *testing.T) {
+	ops := append(append(append([]i2ctest.IO(nil), bme280Ops...), bme280Read...), bme280Read...)
+	bus := &i2ctest.Playback{Ops: ops, DontPanic: true}
+	var logs logBuf
+	o := testOptions("testdata/generic-linux", &logs)
+	o.Profile = &Profile{Name: "test-carrier", I2C: []I2CSensorSpec{{Name: "enclosure", Bus: "/dev/i2c-1", Addr: 0x76, Part: "bme280"}}}
+	o.OpenI2C = playbackOpener(t, bus)
+	b := newTestBoard(t, Config{Profile: ProfileGenericLinux}, o)
+	if m := b.Missing(); len(m) != 0 {
+		t.Fatalf("missing %v", m)
+	}
+	r := b.Sample(context.Background())
+	got := r.Temperatures[len(r.Temperatures)-1]
+	want := TempReading{Name: "enclosure", Source: "/dev/i2c-1@0x76", Role: RoleAmbient, Celsius: 25.08, OK: true}
+	if got != want {
+		t.Fatalf("enclosure = %+v, want %+v", got, want)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if bus.Count != len(ops) {
+		t.Fatalf("%d of %d transactions used", bus.Count, len(ops))
+	}
+}
