@@ -55,6 +55,7 @@ type seriesState struct {
 	generation int    // last released generation
 	digest     string // of the last released instance set
 	reason     string // pending reason override (restart)
+	multiFrame bool   // holds a multi-frame instance (Enhanced MR): the release hint applies at once
 }
 
 // Assembler groups stored instances into series. It is a passive state machine: callers pass
@@ -99,6 +100,9 @@ func (a *Assembler) Add(inst Instance, assoc uint64, now time.Time) []SeriesEven
 	if n := inst.Head.ImagesInAcquisition; n > 0 {
 		s.expected = n
 	}
+	if inst.Head.NumberOfFrames > 1 {
+		s.multiFrame = true
+	}
 	if s.expected > 0 && len(s.insts) >= s.expected {
 		evs = append(evs, a.release(s, ReadyCount))
 	}
@@ -106,14 +110,15 @@ func (a *Assembler) Add(inst Instance, assoc uint64, now time.Time) []SeriesEven
 }
 
 // AssociationEnded gives the release hint: when the association that delivered a series' last
-// instance ends with A-RELEASE having sent more than one instance of it, the series is released
-// after ReleaseGrace unless another instance arrives. An abort gives no hint. Senders that use
-// one association per instance therefore wait for the quiet period.
+// instance ends with A-RELEASE having sent more than one instance of it, or any multi-frame
+// instance (NumberOfFrames > 1: an Enhanced MR series is usually one instance), the series is
+// released after ReleaseGrace unless another instance arrives. An abort gives no hint. Senders
+// that use one association per single-frame instance therefore wait for the quiet period.
 func (a *Assembler) AssociationEnded(assoc uint64, released bool, now time.Time) {
 	for _, s := range a.series {
 		n := s.perAssoc[assoc]
 		delete(s.perAssoc, assoc)
-		if released && s.open && s.lastAssoc == assoc && n > 1 {
+		if released && s.open && s.lastAssoc == assoc && (n > 1 || n == 1 && s.multiFrame) {
 			s.releaseAt = now.Add(a.releaseGrace)
 		}
 	}

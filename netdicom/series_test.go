@@ -35,6 +35,8 @@ func TestAssemblerRules(t *testing.T) {
 	c1, c2, c3 := inst("1.2", 1, 3), inst("1.2", 2, 3), inst("1.2", 3, 3)
 	dup := a1
 	dup.Duplicate = true
+	enh := inst("1.3", 1, 0)
+	enh.Head.NumberOfFrames = 120
 	for _, tc := range []struct {
 		name  string
 		steps []step
@@ -66,6 +68,10 @@ func TestAssemblerRules(t *testing.T) {
 			{at: 0, add: &a1, assoc: 1}, {at: 0, assoc: 1, ended: true, release: true},
 			{at: 5 * time.Second, due: true},
 			{at: 10 * time.Second, due: true, want: []string{"series_ready/quiet"}},
+		}},
+		{"multi-frame instance gets the release hint alone", []step{
+			{at: 0, add: &enh, assoc: 1}, {at: time.Second, assoc: 1, ended: true, release: true},
+			{at: 2 * time.Second, due: true, want: []string{"series_ready/release"}},
 		}},
 		{"late instance re-opens and supersedes", []step{
 			{at: 0, add: &a1, assoc: 1}, {at: 1, add: &a2, assoc: 1},
