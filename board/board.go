@@ -186,7 +186,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Board, error) {
 	for _, m := range b.missing {
 		b.log.Info("board: part not present", "part", m.Part, "detail", m.Detail)
 	}
-	b.last = Readings{Profile: prof.Name}
+	b.last = Readings{Profile: prof.Name, Temperatures: []TempReading{}}
 	return b, nil
 }
 

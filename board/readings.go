@@ -54,7 +54,7 @@ func (b *Board) Sample(ctx context.Context) Readings {
 	if b.sim != nil {
 		b.sim.advance()
 	}
-	r := Readings{Profile: b.prof.Name, At: now}
+	r := Readings{Profile: b.prof.Name, At: now, Temperatures: make([]TempReading, 0, len(b.sensors))}
 	hot, hotSrc, ok := b.readTemps(&r)
 	if b.thermal.update(hot, hotSrc, ok, now) {
 		st := b.thermal.State()
