@@ -314,10 +314,16 @@ def _bias_field(rng: np.random.Generator, shape) -> tuple[np.ndarray, list[float
 
 def acquire(spec: SeriesSpec, a: anat.Anatomy, normal_signal: np.ndarray, tumour: TumourField,
             t: TumourParams, sig: dict, tilt: np.ndarray, centre: np.ndarray,
-            rng: np.random.Generator) -> Series:
+            rng: np.random.Generator, keep=None) -> Series:
     """Sample the anatomy and tumour on the series grid, slice by slice, with the slice profile,
-    then add bias field and Rician noise and store as unsigned 16-bit values."""
+    then add bias field and Rician noise and store as unsigned 16-bit values.
+
+    keep(positions, normal, tumour) may choose a subset of slice indices (training makes only the slices
+    it uses); the others are not computed and are absent from the result."""
     orient, positions = series_geometry(spec, centre)
+    if keep is not None:
+        positions = positions[keep(positions, np.cross(*orient), t)]
+        spec = dataclasses.replace(spec, slices=len(positions))
     row, col = orient
     normal = np.cross(row, col)
     dr, dc = spec.pixel_spacing
@@ -375,7 +381,7 @@ def _store(spec, values, gtv, orient, positions, rng) -> Series:
 
 # ---- the study -----------------------------------------------------------------------------------
 
-def generate(seed: int, small: bool = False) -> Study:
+def generate(seed: int, small: bool = False, keep=None) -> Study:
     rng = np.random.default_rng([seed, 0x4D494C])  # "MIL": phantoms never share a stream with training
     a = anat.load()
     t = draw_tumour(rng, a)
@@ -394,7 +400,7 @@ def generate(seed: int, small: bool = False) -> Study:
         spec = draw_series(rng, seq, small)
         normal = _normal_signal(a, seq, gains)
         c = centre if spec.mode == "2d" else brain_centre
-        series[seq] = acquire(spec, a, normal, tumour, t, sig, tilt, c, rng)
+        series[seq] = acquire(spec, a, normal, tumour, t, sig, tilt, c, rng, keep)
     patient = _patient(rng, seed)
     return Study(seed=seed, vendor=vendor, field_strength=field_t, patient=patient, tumour=t,
                  head_tilt_deg=tilt_deg, series=series)

@@ -1,0 +1,137 @@
+"""Export a trained generator as the firmware's model bundle (DESIGN.md, "Model bundle").
+
+    python -m midline_model.export --seq T2 --train-dir build/dmg-t2 --tiles build/train.npz \
+        --eval build/dmg-t2/eval.json --out ../../models/dmg-t2 --version 1.0.0
+
+Full-integer int8 TFLite (int8 input and output, batch 1, static 128x128) calibrated on training
+tiles; the op allowlist check of opcheck.py; a self-test input and the sha256 of its output under
+TFLite's builtin kernels; model.json with the evaluation's numbers; MODEL_CARD.md. No Edge TPU
+target is written: `checks.edgetpu` says it is uncompiled and whether the allowlist passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from midline_model import model as M
+from midline_model import opcheck, tflite, train
+
+ROI = {"T2": ("GTV_T2_AI", [255, 64, 64]), "FLAIR": ("GTV_FLAIR_AI", [255, 160, 32]),
+       "T1C": ("GTV_T1C_AI", [64, 160, 255])}
+
+
+def load_generator(train_dir: Path, batch_size: int | None = None) -> tuple[tf.keras.Model, dict]:
+    info = json.loads((train_dir / "train.json").read_text())
+    cfg = info["config"]
+    g = M.generator(M.GeneratorConfig(**{**cfg, "widths": tuple(cfg["widths"])}), batch_size=batch_size)
+    g.load_weights(str(train_dir / "generator.weights.h5"))
+    return g, info
+
+
+def convert(g: tf.keras.Model, calib: np.ndarray) -> bytes:
+    def representative():
+        for t in calib:
+            yield [t[None].astype(np.float32)]
+
+    c = tf.lite.TFLiteConverter.from_keras_model(g)
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = representative
+    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    c.inference_input_type = tf.int8
+    c.inference_output_type = tf.int8
+    return c.convert()
+
+
+def calibration_tiles(tiles: Path, seq: str, n: int = 256, seed: int = 0) -> np.ndarray:
+    x, y = train.load_tiles(tiles, seq)
+    rng = np.random.default_rng(seed)
+    pos = np.nonzero(y.reshape(len(y), -1).any(axis=1))[0]
+    neg = np.setdiff1d(np.arange(len(x)), pos)
+    pick = np.concatenate([rng.choice(pos, min(n // 2, len(pos)), replace=False),
+                           rng.choice(neg, min(n // 2, len(neg)), replace=False)])
+    return x[np.sort(pick)]
+
+
+def selftest(model_path: Path, tile: np.ndarray) -> tuple[bytes, str]:
+    """The self-test input (int8 bytes) and the sha256 of the output for it."""
+    it = tflite.interpreter(model_path)
+    (inp,) = it.get_input_details()
+    s, z = tflite.quantization(inp)
+    q = np.clip(np.round(tile[..., 0] / s) + z, -128, 127).astype(np.int8)[None, ..., None]
+    out = tflite.run(it, q)
+    return q.tobytes(), hashlib.sha256(out.tobytes()).hexdigest()
+
+
+def model_json(seq: str, version: str, evaluation: dict | None, checks: str, selftest_sha: str,
+               data_note: str) -> dict:
+    name, color = ROI[seq]
+    summ = (evaluation or {}).get("summary", {})
+    test = {}
+    if summ:
+        i8, fl, base = summ.get("int8", {}), summ.get("float", {}), summ.get("baseline", {})
+        test = {"subjects": evaluation["subjects"], "dice_int8": round(i8.get("dice", 0), 4),
+                "dice_int8_ci95": [round(v, 4) for v in i8.get("dice_ci95", [0, 0])],
+                "dice_float": round(fl.get("dice", 0), 4),
+                "surface_dice_2mm": round(i8.get("surface_dice_2mm", 0), 4),
+                "hd95_inplane_mm": round(i8.get("hd95_inplane_mm", 0), 3),
+                "volume_error_pct": round(i8.get("volume_error_pct", 0), 2),
+                "lesion_sensitivity": round(i8.get("lesion_sensitivity", 0), 4),
+                "baseline_dice": round(base.get("dice", 0), 4)}
+    return {
+        "name": f"dmg-{seq.lower()}", "version": version, "sequence": seq, "clinical_use": False,
+        "roi": {"name": name, "type": "GTV", "color": color},
+        "targets": {"cpu": {"file": "model.tflite",
+                            "selftest": {"input": "selftest_in.bin", "output_sha256": selftest_sha}}},
+        "checks": {"edgetpu": checks},
+        "input": {"size": 128, "channels": 1, "context_slices": 0},
+        "scales_mm": [1.0, 2.0], "scale_weights": [0.7, 0.3],
+        "tile_overlap": 0.5, "blend": "gaussian", "roi_gate": 0.05,
+        "normalization": {"method": "percentile-zscore", "p_low": 0.5, "p_high": 99.5},
+        "threshold": 0.5, "min_component_mm3": 50,
+        "metrics": {"test": test, "data": data_note},
+        "runtime": {"min_firmware": "0.1.0"},
+    }
+
+
+def export(seq: str, train_dir: Path, tiles: Path, out: Path, version: str,
+           evaluation: Path | None) -> dict:
+    g, info = load_generator(train_dir, batch_size=1)
+    calib = calibration_tiles(tiles, seq)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.tflite").write_bytes(convert(g, calib))
+    bad = opcheck.violations(out / "model.tflite")
+    if bad:
+        raise SystemExit("export: the model would not map onto the Edge TPU:\n  " + "\n  ".join(bad))
+    checks = "uncompiled; op allowlist passed"
+    st_in, st_sha = selftest(out / "model.tflite", calib[len(calib) // 4])
+    (out / "selftest_in.bin").write_bytes(st_in)
+    ev = json.loads(evaluation.read_text()) if evaluation else None
+    note = (f"phantom studies from midline_model.phantom: trained on {info['train_tiles']} tiles of "
+            f"training seeds 1000+, tested on held-out seeds 3000+; no patient data")
+    meta = model_json(seq, version, ev, checks, st_sha, note)
+    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m midline_model.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seq", required=True)
+    p.add_argument("--train-dir", type=Path, required=True)
+    p.add_argument("--tiles", type=Path, required=True)
+    p.add_argument("--eval", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--version", default="1.0.0")
+    args = p.parse_args(argv)
+    meta = export(args.seq, args.train_dir, args.tiles, args.out, args.version, args.eval)
+    print(json.dumps(meta["metrics"], indent=2))
+
+
+if __name__ == "__main__":
+    main()

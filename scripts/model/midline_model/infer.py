@@ -1,0 +1,181 @@
+"""The reference of the firmware's tiled multi-scale inference (docs/contracts.md, "Tiled
+inference"), so that the toolchain's metrics describe what the box does, and so that the Go
+runner has something exact to be compared with.
+
+For one series: normalise (percentile-zscore, whole series); for each scale in `scales_mm`,
+coarsest first, resample in-plane to it, cut each slice into tiles (`data.tile_origins`, pad with
+`data.pad_value`), run the tiles the gate allows, blend them with a Gaussian weight of
+sigma = size/8 into one buffer per slice, and map the result back to the native grid; fuse the
+scales with `scale_weights`. A fine tile runs only where the coarser probability, dilated by one
+tile stride, reaches `roi_gate` somewhere in the tile; where no tile ran, that scale's
+probability is 0. With roi_gate = 0 every tile runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from scipy import ndimage
+
+from midline_model import data
+
+# A tile function takes a batch of normalised float tiles (n, size, size) and returns
+# probabilities (n, size, size).
+TileFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Plan:
+    size: int = 128
+    scales_mm: tuple[float, ...] = (1.0, 2.0)
+    scale_weights: tuple[float, ...] = (0.7, 0.3)
+    tile_overlap: float = 0.5
+    roi_gate: float = 0.05
+    p_low: float = 0.5
+    p_high: float = 99.5
+
+    @classmethod
+    def from_bundle(cls, meta: dict) -> "Plan":
+        n = meta["normalization"]
+        return cls(size=meta["input"]["size"], scales_mm=tuple(meta["scales_mm"]),
+                   scale_weights=tuple(meta["scale_weights"]), tile_overlap=meta["tile_overlap"],
+                   roi_gate=meta["roi_gate"], p_low=n["p_low"], p_high=n["p_high"])
+
+
+@dataclass
+class Stats:
+    tiles_run: int = 0
+    tiles_skipped: int = 0
+    per_scale: dict = field(default_factory=dict)
+
+
+def gaussian_weight(size: int) -> np.ndarray:
+    c = (size - 1) / 2
+    y = np.arange(size) - c
+    g = np.exp(-(y ** 2) / (2 * (size / 8) ** 2))
+    return np.outer(g, g).astype(np.float32)
+
+
+def to_native(p: np.ndarray, native_shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear map of a (slices, r', c') probability back onto the native (rows, cols) grid,
+    the inverse of data.resample_inplane's pixel-centre mapping, clamped at the edges."""
+    n_r, n_c = native_shape
+    m_r, m_c = p.shape[1:]
+    rows = (np.arange(n_r) + 0.5) * (m_r / n_r) - 0.5
+    cols = (np.arange(n_c) + 0.5) * (m_c / n_c) - 0.5
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    out = np.empty((p.shape[0], n_r, n_c), np.float32)
+    for k in range(p.shape[0]):
+        out[k] = ndimage.map_coordinates(p[k], [rr, cc], order=1, mode="nearest")
+    return out
+
+
+def run_series(real: np.ndarray, spacing: tuple[float, float], tile_fn: TileFn, plan: Plan,
+               batch: int = 16, gating: bool = True) -> tuple[np.ndarray, Stats]:
+    """Probability volume on the native grid for a (slices, rows, cols) series of real values.
+    gating=False runs every tile whatever roi_gate says (for tests and benchmarks)."""
+    norm = data.fit_normalization(real, plan.p_low, plan.p_high)
+    z = norm.apply(real)
+    fill = data.pad_value(norm)
+    order = np.argsort(plan.scales_mm)[::-1]  # coarsest first
+    weight = gaussian_weight(plan.size)
+    fused = np.zeros(real.shape, np.float32)
+    stats = Stats()
+    coarse = None  # previous scale's probability on the native grid
+    for si in order:
+        scale = plan.scales_mm[si]
+        zs = data.resample_inplane(z, spacing, scale)
+        gate = None
+        if coarse is not None and gating:
+            stride = max(1, round(plan.size * (1 - plan.tile_overlap)))
+            g = data.resample_inplane(coarse, spacing, scale, order=1)
+            gate = ndimage.maximum_filter(g, size=(1, 2 * stride + 1, 2 * stride + 1))
+        ps, run, skipped = _run_scale(zs, fill, tile_fn, plan, weight, gate, batch)
+        stats.tiles_run += run
+        stats.tiles_skipped += skipped
+        stats.per_scale[scale] = {"run": run, "skipped": skipped}
+        native = to_native(ps, real.shape[1:])
+        fused += plan.scale_weights[si] * native
+        coarse = native
+    return fused / float(sum(plan.scale_weights)), stats
+
+
+def _run_scale(zs, fill, tile_fn, plan, weight, gate, batch):
+    size = plan.size
+    acc = np.zeros(zs.shape, np.float32)
+    wsum = np.zeros(zs.shape, np.float32)
+    rows = data.tile_origins(zs.shape[1], size, plan.tile_overlap)
+    cols = data.tile_origins(zs.shape[2], size, plan.tile_overlap)
+    jobs = []
+    skipped = 0
+    for k in range(zs.shape[0]):
+        for top in rows:
+            for left in cols:
+                if gate is not None:
+                    window = gate[k, max(top, 0):top + size, max(left, 0):left + size]
+                    if window.size == 0 or window.max() < plan.roi_gate:
+                        skipped += 1
+                        continue
+                jobs.append((k, top, left))
+    for i in range(0, len(jobs), batch):
+        chunk = jobs[i:i + batch]
+        tiles = np.stack([data.crop(zs[k], t, l, size, fill) for k, t, l in chunk])
+        probs = tile_fn(tiles)
+        for (k, top, left), p in zip(chunk, probs):
+            _accumulate(acc[k], wsum[k], p * weight, weight, top, left)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(wsum > 0, acc / np.maximum(wsum, 1e-12), 0.0).astype(np.float32)
+    return out, len(jobs), skipped
+
+
+def _accumulate(acc, wsum, pw, w, top, left):
+    size = w.shape[0]
+    r0, c0 = max(top, 0), max(left, 0)
+    r1, c1 = min(top + size, acc.shape[0]), min(left + size, acc.shape[1])
+    acc[r0:r1, c0:c1] += pw[r0 - top:r1 - top, c0 - left:c1 - left]
+    wsum[r0:r1, c0:c1] += w[r0 - top:r1 - top, c0 - left:c1 - left]
+
+
+def postprocess(prob: np.ndarray, threshold: float, voxel_mm3: float,
+                min_component_mm3: float) -> np.ndarray:
+    """Threshold, keep every 3D component of at least min_component_mm3, fill holes per slice
+    (the GTV of DMG includes its necrotic core)."""
+    mask = prob >= threshold
+    lab, n = ndimage.label(mask)
+    if n:
+        sizes = ndimage.sum(mask, lab, range(1, n + 1)) * voxel_mm3
+        keep = np.zeros(n + 1, bool)
+        keep[1:] = sizes >= min_component_mm3
+        mask = keep[lab]
+    for k in range(mask.shape[0]):
+        mask[k] = ndimage.binary_fill_holes(mask[k])
+    return mask
+
+
+# ---- tile functions ----------------------------------------------------------------------------
+
+def keras_tiles(model) -> TileFn:
+    def fn(tiles: np.ndarray) -> np.ndarray:
+        return model.predict(tiles[..., None], batch_size=len(tiles), verbose=0)[..., 0]
+    return fn
+
+
+def tflite_tiles(path) -> TileFn:
+    """Int8 tiles through TFLite's builtin kernels, quantising with the model's own parameters."""
+    from midline_model import tflite
+
+    it = tflite.interpreter(path, num_threads=2)
+    (inp,), (out,) = it.get_input_details(), it.get_output_details()
+    s_in, z_in = tflite.quantization(inp)
+    s_out, z_out = tflite.quantization(out)
+
+    def fn(tiles: np.ndarray) -> np.ndarray:
+        res = np.empty(tiles.shape, np.float32)
+        for i, t in enumerate(tiles):
+            q = np.clip(np.round(t / s_in) + z_in, -128, 127).astype(np.int8)
+            y = tflite.run(it, q[None, ..., None])
+            res[i] = (y[0, ..., 0].astype(np.float32) - z_out) * s_out
+        return res
+    return fn

@@ -1,0 +1,165 @@
+"""Training the generator, with or without its adversary.
+
+    python -m midline_model.train --seq T2 --train build/train.npz --val build/val.npz \
+        --out build/dmg-t2 [--steps 3000] [--no-adversarial] [--no-attention] [--no-multiscale]
+
+Generator loss: soft Dice + BCE + lambda * adversarial (non-saturating, on the PatchGAN's logits
+for (image, predicted mask)); lambda ramps from 0 to `--adv-weight` over the first quarter of
+training so the discriminator does not dominate an untrained generator. Every `--log-every`
+steps a JSON line goes to `log.jsonl` (losses, discriminator accuracy, validation Dice on tiles);
+weights are checkpointed so an interrupted run resumes (`--resume`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from midline_model import model as M
+
+
+def load_tiles(path: Path, seq: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as z:
+        return z[f"{seq}_image"].astype(np.float32)[..., None], z[f"{seq}_mask"].astype(np.float32)[..., None]
+
+
+def dice_loss(y, p, eps: float = 1.0):
+    inter = tf.reduce_sum(y * p, axis=[1, 2, 3])
+    denom = tf.reduce_sum(y + p, axis=[1, 2, 3])
+    return 1 - tf.reduce_mean((2 * inter + eps) / (denom + eps))
+
+
+def tile_dice(y: np.ndarray, p: np.ndarray) -> float:
+    """Dice over all validation tiles together (thresholded at 0.5)."""
+    b = p >= 0.5
+    inter = np.logical_and(b, y > 0.5).sum()
+    return float(2 * inter / (b.sum() + (y > 0.5).sum() + 1e-9))
+
+
+def augment(x, y):
+    flip = tf.random.uniform(()) < 0.5
+    x = tf.where(flip, tf.reverse(x, axis=[1]), x)  # left-right: both hemispheres host DMG
+    y = tf.where(flip, tf.reverse(y, axis=[1]), y)
+    x = x * tf.random.uniform((), 0.9, 1.1) + tf.random.uniform((), -0.15, 0.15)
+    return x, y
+
+
+class Trainer:
+    def __init__(self, cfg: M.GeneratorConfig, adversarial: bool, adv_weight: float, steps: int,
+                 lr: float = 2e-3):
+        self.g = M.generator(cfg)
+        self.d = M.discriminator(cfg.size) if adversarial else None
+        self.adv_weight = adv_weight
+        self.steps = steps
+        sched = tf.keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.05)
+        self.g_opt = tf.keras.optimizers.Adam(sched)
+        self.d_opt = tf.keras.optimizers.Adam(2e-4, beta_1=0.5)
+        self.bce = tf.keras.losses.BinaryCrossentropy()
+        self.logit_bce = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+
+    @tf.function
+    def step(self, x, y, lam):
+        with tf.GradientTape() as gt, tf.GradientTape() as dt:
+            p = self.g(x, training=True)
+            seg = dice_loss(y, p) + self.bce(y, p)
+            adv = tf.constant(0.0)
+            d_loss = tf.constant(0.0)
+            d_acc = tf.constant(0.0)
+            if self.d is not None:
+                real = self.d([x, y], training=True)
+                fake = self.d([x, p], training=True)
+                adv = self.logit_bce(tf.ones_like(fake), fake)
+                d_loss = self.logit_bce(tf.ones_like(real), real) + self.logit_bce(tf.zeros_like(fake), fake)
+                d_acc = (tf.reduce_mean(tf.cast(real > 0, tf.float32)) +
+                         tf.reduce_mean(tf.cast(fake < 0, tf.float32))) / 2
+            g_loss = seg + lam * adv
+        self.g_opt.apply_gradients(zip(gt.gradient(g_loss, self.g.trainable_variables),
+                                       self.g.trainable_variables))
+        if self.d is not None:
+            self.d_opt.apply_gradients(zip(dt.gradient(d_loss, self.d.trainable_variables),
+                                           self.d.trainable_variables))
+        return seg, adv, d_loss, d_acc
+
+
+def train(args) -> dict:
+    tf.keras.utils.set_random_seed(args.seed)
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    cfg = M.GeneratorConfig(attention=not args.no_attention, multiscale=not args.no_multiscale)
+    if args.widths:
+        cfg = replace(cfg, widths=tuple(int(w) for w in args.widths.split(",")))
+    x, y = load_tiles(args.train, args.seq)
+    vx, vy = load_tiles(args.val, args.seq)
+    ds = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=args.seed)
+          .repeat().map(augment).batch(args.batch, drop_remainder=True).prefetch(2))
+    tr = Trainer(cfg, not args.no_adversarial, args.adv_weight, args.steps)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = tf.train.Checkpoint(g=tr.g, g_opt=tr.g_opt, **({"d": tr.d, "d_opt": tr.d_opt} if tr.d else {}))
+    manager = tf.train.CheckpointManager(ckpt, out / "ckpt", max_to_keep=1)
+    start = 0
+    if args.resume and manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint)
+        start = int(tr.g_opt.iterations.numpy())
+    log = (out / "log.jsonl").open("a")
+    t0, acc = time.time(), np.zeros(4)
+    it = iter(ds)
+    for step in range(start + 1, args.steps + 1):
+        bx, by = next(it)
+        lam = args.adv_weight * min(1.0, step / max(1, args.steps / 4))
+        acc += np.array([v.numpy() for v in tr.step(bx, by, tf.constant(lam, tf.float32))])
+        if step % args.log_every == 0 or step == args.steps:
+            n = args.log_every if step % args.log_every == 0 else step % args.log_every
+            rec = {"step": step, "seg_loss": acc[0] / n, "adv_loss": acc[1] / n, "d_loss": acc[2] / n,
+                   "d_acc": acc[3] / n, "lambda": lam, "seconds": round(time.time() - t0, 1)}
+            if step % args.val_every == 0 or step == args.steps:
+                rec["val_tile_dice"] = tile_dice(vy, tr.g.predict(vx, batch_size=32, verbose=0))
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            print(json.dumps(rec), flush=True)
+            acc[:] = 0
+            manager.save(checkpoint_number=step)
+    tr.g.save_weights(str(out / "generator.weights.h5"))
+    summary = {"sequence": args.seq, "config": cfg.to_dict(), "adversarial": not args.no_adversarial,
+               "adv_weight": args.adv_weight, "steps": args.steps, "batch": args.batch,
+               "seed": args.seed, "params": int(tr.g.count_params()),
+               "train_tiles": int(len(x)), "val_tiles": int(len(vx)),
+               "seconds": round(time.time() - t0, 1)}
+    (out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m midline_model.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seq", required=True, choices=["T2", "FLAIR", "T1C"])
+    p.add_argument("--train", type=Path, required=True)
+    p.add_argument("--val", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--adv-weight", type=float, default=0.05)
+    p.add_argument("--widths", default="", help="encoder widths, e.g. 16,32,48,64")
+    p.add_argument("--no-adversarial", action="store_true")
+    p.add_argument("--no-attention", action="store_true")
+    p.add_argument("--no-multiscale", action="store_true")
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--resume", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    print(json.dumps(train(parser().parse_args(argv))))
+
+
+if __name__ == "__main__":
+    main()
