@@ -5,7 +5,12 @@ slab meets the tumour, and a few others for negatives), rescaled to real values,
 series (percentile-zscore), resampled in-plane to each model scale, and cut into tiles. Seeds:
 training 1000-1999, validation 2000-2099, test 3000-3999; the committed test study is seed 4.
 
-    python -m midline_model.trainset --first 1000 --count 96 --out build/train.npz
+    python -m midline_model.trainset --first 1000 --count 64 --out build/train.npz
+    python -m midline_model.trainset --brats /data/cases --out build/hospital.npz
+
+A hospital retrains on its own contoured cases by making tiles from a BraTS-style folder (see
+loaders.py) and training on them: `python -m midline_model.train --seq T2 --train
+build/hospital.npz --val build/hospital-val.npz --out build/dmg-t2-site`.
 """
 
 from __future__ import annotations
@@ -37,32 +42,51 @@ def _keep_factory(rng: np.random.Generator, negatives: int):
     return keep
 
 
-def series_at_scale(s: phantom.Series, scale: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Normalised image and GTV resampled to `scale` mm, and the tile padding value."""
-    slope, intercept = s.rescale
-    real = s.pixels.astype(np.float32) * slope + intercept
+def at_scale(real: np.ndarray, gtv: np.ndarray, spacing: tuple[float, float],
+             scale: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Normalised image and GTV of a series resampled to `scale` mm, and the tile padding."""
     norm = data.fit_normalization(real)
-    img = data.resample_inplane(norm.apply(real), tuple(s.spec.pixel_spacing), scale)
-    gtv = data.resample_inplane(s.gtv.astype(np.float32), tuple(s.spec.pixel_spacing), scale) >= 0.5
-    return img, gtv, data.pad_value(norm)
+    img = data.resample_inplane(norm.apply(real), spacing, scale)
+    mask = data.resample_inplane(gtv.astype(np.float32), spacing, scale) >= 0.5
+    return img, mask, data.pad_value(norm)
 
 
-def study_tiles(seed: int, scales=(1.0, 2.0), size: int = 128, negatives: int = 3,
-                tiles_per_slice: int = 2, small: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per sequence: (images, masks), each (N, size, size), float16 and uint8. `small` uses the
+def series_tiles(real: np.ndarray, gtv: np.ndarray, spacing: tuple[float, float],
+                 rng: np.random.Generator, scales=(1.0, 2.0), size: int = 128,
+                 tiles_per_slice: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Training tiles of one series (real values, GTV, in-plane spacing): (images, masks)."""
+    imgs, masks = [], []
+    for scale in scales:
+        img, mask, fill = at_scale(real, gtv, spacing, scale)
+        for k in range(img.shape[0]):
+            for top, left in _crops(mask[k], img.shape[1:], size, tiles_per_slice, rng):
+                imgs.append(data.crop(img[k], top, left, size, fill))
+                masks.append(data.crop(mask[k].astype(np.float32), top, left, size, 0) > 0.5)
+    return np.asarray(imgs, np.float16), np.asarray(masks, np.uint8)
+
+
+def study_tiles(seed: int, negatives: int = 3, small: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per sequence: (images, masks), each (N, 128, 128), float16 and uint8. `small` uses the
     downsized phantom (tests)."""
     rng = np.random.default_rng([seed, 0x545249])  # "TRI": tile sampling, apart from the phantom
     study = phantom.generate(seed, small=small, keep=None if small else _keep_factory(rng, negatives))
     out = {}
     for seq, s in study.series.items():
-        imgs, masks = [], []
-        for scale in scales:
-            img, gtv, fill = series_at_scale(s, scale)
-            for k in range(img.shape[0]):
-                for top, left in _crops(gtv[k], img.shape[1:], size, tiles_per_slice, rng):
-                    imgs.append(data.crop(img[k], top, left, size, fill))
-                    masks.append(data.crop(gtv[k].astype(np.float32), top, left, size, 0) > 0.5)
-        out[seq] = (np.asarray(imgs, np.float16), np.asarray(masks, np.uint8))
+        slope, intercept = s.rescale
+        real = s.pixels.astype(np.float32) * slope + intercept
+        out[seq] = series_tiles(real, s.gtv, tuple(s.spec.pixel_spacing), rng)
+    return out
+
+
+def brats_tiles(root: Path, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Tiles from a hospital's BraTS-style folder (see loaders.py), every sequence present."""
+    from midline_model import loaders
+
+    rng = np.random.default_rng([seed, 0x545249])
+    out = {}
+    for seq in phantom.SEQUENCES:
+        parts = [series_tiles(c.real, c.gtv, c.spacing[1:], rng) for c in loaders.brats_cases(root, seq)]
+        out[seq] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
     return out
 
 
@@ -86,11 +110,30 @@ def _crops(mask: np.ndarray, shape, size: int, n: int, rng: np.random.Generator)
     return out
 
 
-def build(seeds, out: Path, small: bool = False) -> None:
+def seed_tiles(seed: int, cache: Path | None, small: bool = False) -> dict:
+    """One study's tiles, from the per-seed cache when present (an interrupted build resumes)."""
+    path = cache / f"seed{seed}{'-small' if small else ''}.npz" if cache else None
+    if path is not None and path.exists():
+        with np.load(path) as z:
+            return {seq: (z[f"{seq}_image"], z[f"{seq}_mask"]) for seq in phantom.SEQUENCES}
+    tiles = study_tiles(seed, small=small)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **{f"{seq}_{n}": v for seq, (img, m) in tiles.items()
+                         for n, v in (("image", img), ("mask", m))})
+        tmp.replace(path)
+    return tiles
+
+
+def build(seeds, out: Path, small: bool = False, cache: Path | None = None) -> None:
+    """All seeds' tiles in one file; per-seed results are cached in `cache` (default: a
+    `tiles/` folder beside `out`)."""
+    cache = cache or out.parent / "tiles"
     per_seq: dict[str, list] = {s: [[], [], []] for s in phantom.SEQUENCES}
     t0 = time.time()
     for i, seed in enumerate(seeds):
-        for seq, (imgs, masks) in study_tiles(seed, small=small).items():
+        for seq, (imgs, masks) in seed_tiles(seed, cache, small).items():
             per_seq[seq][0].append(imgs)
             per_seq[seq][1].append(masks)
             per_seq[seq][2].append(np.full(len(imgs), seed, np.int32))
@@ -107,11 +150,21 @@ def build(seeds, out: Path, small: bool = False) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m midline_model.trainset", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--first", type=int, required=True)
-    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--first", type=int, help="first phantom seed")
+    p.add_argument("--count", type=int, help="number of phantom studies")
+    p.add_argument("--brats", type=Path, help="a BraTS-style folder of real cases instead of phantoms")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
-    build(range(args.first, args.first + args.count), args.out)
+    if args.brats:
+        tiles = brats_tiles(args.brats)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(args.out, **{f"{k}_{n}": v for k, (img, m) in tiles.items()
+                              for n, v in (("image", img), ("mask", m))},
+                 **{f"{k}_seed": np.zeros(len(img), np.int32) for k, (img, _) in tiles.items()})
+    elif args.first is not None and args.count:
+        build(range(args.first, args.first + args.count), args.out)
+    else:
+        p.error("give --first and --count (phantoms) or --brats DIR")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+"""From nothing to the three shipped bundles: data, training, evaluation, export, results.
+
+    python -m midline_model.pipeline --work ../../build/model --models ../../models [--seq T2 ...]
+        [--steps 1500] [--train-count 64] [--ablation]
+
+Every step writes its output under --work and is skipped when that output exists, so an
+interrupted run resumes where it stopped (training itself resumes from its checkpoint). Seeds fix
+everything: the same command makes the same data, the same weights up to floating-point order on
+this machine, and the same numbers. The numbers written into model.json, MODEL_CARD.md and
+RESULTS.md are the ones the evaluation printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from midline_model import evaluate, export, infer, report, train, trainset
+
+
+def _train(seq: str, work: Path, steps: int, extra: list[str], name: str) -> Path:
+    out = work / name
+    if not (out / "train.json").exists():
+        train.main(["--seq", seq, "--train", str(work / "train.npz"), "--val", str(work / "val.npz"),
+                    "--out", str(out), "--steps", str(steps), "--resume", *extra])
+    return out
+
+
+def _evaluate(seq: str, run: Path, tflite: Path | None, work: Path, count: int) -> Path:
+    path = run / ("eval.json" if tflite else "eval_float.json")
+    if path.exists():
+        return path
+    args = ["--seq", seq, "--keras", str(run), "--cases", str(work / "cases"),
+            "--count", str(count), "--out", str(path)]
+    if tflite:
+        args += ["--tflite", str(tflite)]
+    evaluate.main(args)
+    return path
+
+
+def ship(seq: str, work: Path, models: Path, steps: int, test_count: int, version: str) -> dict:
+    run = _train(seq, work, steps, [], f"dmg-{seq.lower()}")
+    staging = run / "bundle"
+    if not (staging / "model.tflite").exists():
+        export.export(seq, run, work / "train.npz", staging, version, None)
+    ev = _evaluate(seq, run, staging / "model.tflite", work, test_count)
+    dest = models / f"dmg-{seq.lower()}"
+    meta = export.export(seq, run, work / "train.npz", dest, version, ev)
+    (dest / "MODEL_CARD.md").write_text(report.model_card(meta, json.loads(ev.read_text()),
+                                                          json.loads((run / "train.json").read_text())))
+    return meta
+
+
+ABLATION = [
+    ("plain U-Net", "abl-plain", ["--no-attention", "--no-multiscale", "--no-adversarial"]),
+    ("+ attention", "abl-att", ["--no-multiscale", "--no-adversarial"]),
+    ("+ multi-scale", "abl-att-ms", ["--no-adversarial"]),
+    ("+ adversarial (the shipped design)", "dmg-t2", []),
+]
+
+
+def ablation(work: Path, steps: int, test_count: int) -> list[dict]:
+    rows = []
+    for label, name, extra in ABLATION:
+        run = _train("T2", work, steps, extra, name)
+        ev = json.loads(_evaluate("T2", run, None, work, test_count).read_text())
+        rows.append({"label": label, "run": name, "train": json.loads((run / "train.json").read_text()),
+                     "eval": ev["summary"]["float"],
+                     "log": [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m midline_model.pipeline", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--models", type=Path, required=True)
+    p.add_argument("--results", type=Path, default=Path("RESULTS.md"))
+    p.add_argument("--seq", action="append", choices=["T2", "FLAIR", "T1C"])
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--train-count", type=int, default=64)
+    p.add_argument("--val-count", type=int, default=12)
+    p.add_argument("--test-count", type=int, default=20)
+    p.add_argument("--ablation", action="store_true")
+    p.add_argument("--version", default="1.0.0")
+    args = p.parse_args(argv)
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "val.npz").exists():
+        trainset.build(range(2000, 2000 + args.val_count), work / "val.npz")
+    if not (work / "train.npz").exists():
+        trainset.build(range(1000, 1000 + args.train_count), work / "train.npz")
+    shipped = {}
+    for seq in args.seq or ["T2", "FLAIR", "T1C"]:
+        shipped[seq] = ship(seq, work, args.models, args.steps, args.test_count, args.version)
+    rows = ablation(work, args.steps, args.test_count) if args.ablation else []
+    args.results.write_text(report.results(args.models, rows))
+    print(f"pipeline: wrote {', '.join(shipped)} and {args.results}")
+
+
+if __name__ == "__main__":
+    main()
