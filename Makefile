@@ -54,7 +54,7 @@ VENV_PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.stamp
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup debs runtime venv build test vet gotest fuzz-short golden-check pytest bench demo env clean
+.PHONY: setup debs runtime venv model build test vet gotest fuzz-short golden-check pytest bench demo env clean
 
 ## setup: Debian packages, the TFLite runtime and the model toolchain's venv; twice does nothing.
 setup: debs runtime venv
@@ -107,6 +107,12 @@ golden-check: $(VENV_STAMP)
 
 pytest: $(VENV_STAMP)
 	cd scripts/model && ../../$(VENV_PY) -m pytest -q
+
+## model: regenerate phantom data, train, evaluate and export the three shipped bundles and
+## scripts/model/RESULTS.md (about two hours on 2 cores; resumes where it stopped, in build/model).
+model: $(VENV_STAMP)
+	cd scripts/model && ../../$(VENV_PY) -m midline_model.pipeline --work ../../build/model \
+		--models ../../models --results RESULTS.md --ablation
 
 ## bench: speed of the Go engine beside TensorFlow's Python interpreter on the same model, and of
 ## the DICOM receiver beside storescp and Orthanc (netdicom/bench_test.go).
