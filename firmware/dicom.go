@@ -195,6 +195,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fl.StringVar(&tlsOpts.Cert, "tls-cert", "", "PEM certificate (dicom.tls.cert)")
 	fl.StringVar(&tlsOpts.Key, "tls-key", "", "PEM key (dicom.tls.key)")
 	fl.StringVar(&tlsOpts.ClientCA, "tls-client-ca", "", "require client certificates signed by this CA (dicom.tls.client_ca)")
+	fl.DurationVar(&o.Retention, "retention", 0, "remove processed series older than this (retention.spool); 0 keeps them")
 	fl.BoolVar(&o.NoFsync, "no-fsync", false, "benchmarks only: acknowledge without fsync (not durable)")
 	fl.Usage = func() {
 		fmt.Fprintln(stderr, "usage: midline serve [flags]")

@@ -57,17 +57,8 @@ func WriteConformance(w io.Writer, firmwareVersion string) error {
 	p("")
 	p("| condition | A-ASSOCIATE-RJ result, source, reason |")
 	p("|---|---|")
-	for _, r := range []struct {
-		when string
-		rj   RejectError
-	}{
-		{"protocol version 1 not offered", RejectError{rjPermanent, rjSourceACSE, rjProtocolVersion}},
-		{"application context is not the DICOM one", RejectError{rjPermanent, rjSourceUser, rjAppContextNotSupport}},
-		{"called AE title is not `dicom.ae_title`", RejectError{rjPermanent, rjSourceUser, rjCalledAENotKnown}},
-		{"calling AE title and source address match no `dicom.allowed_callers` entry", RejectError{rjPermanent, rjSourceUser, rjCallingAENotKnown}},
-		{"`dicom.max_associations` reached", RejectError{rjTransient, rjSourcePresentaton, rjLocalLimitExceeded}},
-	} {
-		p("| %s | %d, %d, %d (%s) |", r.when, r.rj.Result, r.rj.Source, r.rj.Reason, rejectReason(r.rj.Source, r.rj.Reason))
+	for _, r := range acceptancePolicy {
+		p("| %s | %d, %d, %d (%s) |", r.When, r.Reject.Result, r.Reject.Source, r.Reject.Reason, rejectReason(r.Reject.Source, r.Reject.Reason))
 	}
 	p("")
 	p("#### Presentation contexts accepted (SCP)")

@@ -60,9 +60,10 @@ func (c *ulConn) writeTimeout() time.Duration {
 
 // sendPDVLimit is the data carried by one PDV in one P-DATA-TF PDU.
 func (c *ulConn) sendPDVLimit() int {
+	// Smaller PDUs than the peer allows are always legal; capping them bounds our buffers.
 	max := c.peerMax
-	if max == 0 || max > MaxPDULimit {
-		max = MaxPDULimit
+	if max == 0 || max > DefaultMaxPDU {
+		max = DefaultMaxPDU
 	}
 	return int(max) - 6
 }

@@ -14,7 +14,7 @@ import (
 // well-behaved storescu sends a series: every hostile connection gets A-ABORT or is closed, and
 // the series arrives whole.
 func TestHostileInput(t *testing.T) {
-	ts := startServer(t, Options{ARTIM: 300 * time.Millisecond, IdleTimeout: 2 * time.Second, MaxAssociations: 32, SeriesTimeout: time.Hour})
+	ts := startServer(t, Options{ARTIM: 300 * time.Millisecond, IdleTimeout: 2 * time.Second, MaxAssociations: 64, SeriesTimeout: time.Hour})
 	rq := seedPDUs()[0]
 	rng := rand.New(rand.NewPCG(1, 2))
 	random := make([]byte, 4096)

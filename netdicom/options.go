@@ -20,6 +20,7 @@ type Options struct {
 	SeriesTimeout    time.Duration // dicom.series_timeout; 0: 10 s
 	DiskLowWatermark uint64        // dicom.disk_low_watermark in bytes; 0: no check
 	StateDir         string        // state_dir; the spool lives in state_dir/spool
+	Retention        time.Duration // retention.spool: processed series older than this are removed; 0: kept
 
 	// Not configuration: timing, hooks and test seams.
 	ReleaseGrace time.Duration // wait after a release hint; 0: 1 s (never above SeriesTimeout)

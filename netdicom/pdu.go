@@ -28,6 +28,9 @@ const (
 	MaxPDULimit = 4 << 20
 	// DefaultMaxPDU is advertised when dicom.max_pdu is unset.
 	DefaultMaxPDU = 256 << 10
+	// minPeerPDU is the smallest maximum length a peer may ask us to send in (0: unlimited);
+	// below it a peer could make us fragment without end.
+	minPeerPDU = 1024
 )
 
 // ErrMalformedPDU marks bytes from a peer that do not form a valid PDU; the association is

@@ -80,6 +80,24 @@ func (s *Server) Prune(maxAge time.Duration) ([]string, error) {
 	return removed, err
 }
 
+// runRetention prunes the spool every tenth of the retention age (at most hourly).
+func (s *Server) runRetention(ctx context.Context) {
+	every := min(s.o.Retention/10, time.Hour)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.o.Clock.After(every):
+		}
+		removed, err := s.Prune(s.o.Retention)
+		if err != nil {
+			s.log.Error("netdicom: retention", "err", err)
+		} else if len(removed) > 0 {
+			s.log.Info("netdicom: retention removed processed series", "count", len(removed))
+		}
+	}
+}
+
 // ListenAndServe listens on Options.Listen (and the TLS listener when configured) and serves
 // until ctx ends.
 func (s *Server) ListenAndServe(ctx context.Context) error {
@@ -145,6 +163,9 @@ func (s *Server) Serve(ctx context.Context, lns ...net.Listener) error {
 		})
 	}
 	wg.Go(func() { s.runAssembler(ctx) })
+	if s.o.Retention > 0 {
+		wg.Go(func() { s.runRetention(ctx) })
+	}
 	wg.Wait()
 	close(errs)
 	return <-errs
@@ -248,19 +269,42 @@ func (s *Server) associate(c *ulConn, busy bool, log *slog.Logger) (*scpAssoc, e
 	return a, nil
 }
 
+// policyRule is one reason to refuse an association; the conformance statement lists them.
+type policyRule struct {
+	When   string
+	Reject RejectError
+	match  func(s *Server, rq *assocPDU, from netip.Addr, busy bool) bool
+}
+
+// acceptancePolicy is checked in order; the first rule that matches answers A-ASSOCIATE-RJ.
+var acceptancePolicy = []policyRule{
+	{"protocol version 1 not offered", RejectError{rjPermanent, rjSourceACSE, rjProtocolVersion},
+		func(_ *Server, rq *assocPDU, _ netip.Addr, _ bool) bool { return rq.ProtocolVersion&1 == 0 }},
+	{"application context is not the DICOM one", RejectError{rjPermanent, rjSourceUser, rjAppContextNotSupport},
+		func(_ *Server, rq *assocPDU, _ netip.Addr, _ bool) bool {
+			return rq.AppContext != applicationContextUID
+		}},
+	{"called AE title is not `dicom.ae_title`", RejectError{rjPermanent, rjSourceUser, rjCalledAENotKnown},
+		func(s *Server, rq *assocPDU, _ netip.Addr, _ bool) bool { return rq.CalledAE != s.o.AETitle }},
+	{"calling AE title and source address match no `dicom.allowed_callers` entry", RejectError{rjPermanent, rjSourceUser, rjCallingAENotKnown},
+		func(s *Server, rq *assocPDU, from netip.Addr, _ bool) bool {
+			return !callerAllowed(s.callers, rq.CallingAE, from)
+		}},
+	{fmt.Sprintf("requester's maximum PDU length below %d bytes (and not 0, unlimited)", minPeerPDU), RejectError{rjPermanent, rjSourceUser, rjNoReason},
+		func(_ *Server, rq *assocPDU, _ netip.Addr, _ bool) bool {
+			return rq.MaxPDU != 0 && rq.MaxPDU < minPeerPDU
+		}},
+	{"`dicom.max_associations` reached", RejectError{rjTransient, rjSourcePresentaton, rjLocalLimitExceeded},
+		func(_ *Server, _ *assocPDU, _ netip.Addr, busy bool) bool { return busy }},
+}
+
 // policy returns the rejection for an association request, or nil to accept it.
 func (s *Server) policy(rq *assocPDU, from netip.Addr, busy bool) *RejectError {
-	switch {
-	case rq.ProtocolVersion&1 == 0:
-		return &RejectError{rjPermanent, rjSourceACSE, rjProtocolVersion}
-	case rq.AppContext != applicationContextUID:
-		return &RejectError{rjPermanent, rjSourceUser, rjAppContextNotSupport}
-	case rq.CalledAE != s.o.AETitle:
-		return &RejectError{rjPermanent, rjSourceUser, rjCalledAENotKnown}
-	case !callerAllowed(s.callers, rq.CallingAE, from):
-		return &RejectError{rjPermanent, rjSourceUser, rjCallingAENotKnown}
-	case busy:
-		return &RejectError{rjTransient, rjSourcePresentaton, rjLocalLimitExceeded}
+	for _, r := range acceptancePolicy {
+		if r.match(s, rq, from, busy) {
+			rj := r.Reject
+			return &rj
+		}
 	}
 	return nil
 }

@@ -39,6 +39,10 @@ type incoming struct {
 	pending  *Pending // nil: the data set is read and discarded
 }
 
+// maxInstanceBytes bounds one received data set (an explicit length cannot exceed 4 GiB
+// either); a sender past it is aborted and the partial file removed.
+const maxInstanceBytes = 4 << 30
+
 // errCrash makes the association end without an answer, as a crash at a failpoint would.
 var errCrash = errors.New("netdicom: failpoint hit, dropping the association")
 
@@ -132,6 +136,9 @@ func (a *scpAssoc) dataPDV(p pdv) error {
 	}
 	if a.op.pending != nil {
 		a.op.pending.Write(p.Data)
+		if a.op.pending.n > maxInstanceBytes {
+			return malformed("data set longer than %d bytes", int64(maxInstanceBytes))
+		}
 	}
 	if p.Last {
 		return a.finish()

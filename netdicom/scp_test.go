@@ -32,6 +32,7 @@ func TestAssociationRefusals(t *testing.T) {
 	}{
 		{"called AE", Options{}, ClientOptions{CalledAE: "OTHER"}, RejectError{rjPermanent, rjSourceUser, rjCalledAENotKnown}},
 		{"calling AE", Options{AllowedCallers: []Caller{{AETitle: "SCANNER"}}}, ClientOptions{CallingAE: "INTRUDER"}, RejectError{rjPermanent, rjSourceUser, rjCallingAENotKnown}},
+		{"tiny maximum PDU", Options{}, ClientOptions{MaxPDU: 100}, RejectError{rjPermanent, rjSourceUser, rjNoReason}},
 		{"source address", Options{AllowedCallers: []Caller{{AETitle: "SCANNER", CIDR: "10.0.0.0/8"}}}, ClientOptions{CallingAE: "SCANNER"}, RejectError{rjPermanent, rjSourceUser, rjCallingAENotKnown}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -120,6 +120,10 @@ func (a *Association) associate(proposed []PresentationContext) error {
 		a.accepted[[2]string{p.AbstractSyntax, pc.TransferSyntax[0]}] = pc.ID
 	}
 	a.c.peerMax = ac.MaxPDU
+	if ac.MaxPDU != 0 && ac.MaxPDU < minPeerPDU {
+		a.abort()
+		return malformed("peer's maximum PDU length %d is below %d", ac.MaxPDU, minPeerPDU)
+	}
 	if len(a.accepted) == 0 {
 		a.abort()
 		return fmt.Errorf("%w: the peer refused every proposed context", ErrNoContext)
