@@ -27,7 +27,11 @@ func startStorescp(t *testing.T, extra ...string) (string, string) {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	ln.Close()
 	dir := t.TempDir()
-	args := append([]string{"-aet", "STORESCP", "+B", "+xa", "-od", dir}, extra...)
+	xfer := "+xa"
+	if len(extra) > 0 && strings.HasPrefix(extra[0], "+x") {
+		xfer, extra = extra[0], extra[1:]
+	}
+	args := append([]string{"-aet", "STORESCP", "+B", xfer, "-od", dir}, extra...)
 	cmd := exec.Command(path, append(args, port)...)
 	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
 	var out bytes.Buffer
