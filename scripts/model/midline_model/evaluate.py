@@ -37,13 +37,24 @@ def case(seed: int, cache: Path, small: bool = False) -> dict:
     out = {}
     for seq, s in study.series.items():
         slope, intercept = s.rescale
-        out[f"{seq}_real"] = (s.pixels.astype(np.float32) * slope + intercept)
-        out[f"{seq}_gtv"] = s.gtv
-        out[f"{seq}_spacing"] = np.array([s.spec.slice_spacing, *s.spec.pixel_spacing], np.float64)
-        out[f"{seq}_region"] = _atlas_region(study, s)
+        arrays = [s.pixels.astype(np.float32) * slope + intercept, s.gtv, _atlas_region(study, s)]
+        spacing = [s.spec.slice_spacing, *s.spec.pixel_spacing]
+        if s.spec.plane == "sagittal":
+            arrays, spacing = [sagittal_to_axial(a) for a in arrays], [
+                s.spec.pixel_spacing[0], s.spec.pixel_spacing[1], s.spec.slice_spacing]
+        out[f"{seq}_real"], out[f"{seq}_gtv"], out[f"{seq}_region"] = arrays
+        out[f"{seq}_spacing"] = np.array(spacing, np.float64)
     cache.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **out)
     return out
+
+
+def sagittal_to_axial(vol: np.ndarray) -> np.ndarray:
+    """A sagittal series (ImageOrientationPatient 0,1,0,0,0,-1: rows run down, columns to the
+    back, slices to the patient's right) as axial slices in the model's orientation (slices
+    upwards, rows to the back, columns to the left). An exact permutation, no resampling: the
+    firmware reformats 3D series the same way before the model sees them."""
+    return np.ascontiguousarray(np.transpose(vol[::-1, ::-1, :], (1, 2, 0)))
 
 
 def _atlas_region(study: phantom.Study, s: phantom.Series) -> np.ndarray:

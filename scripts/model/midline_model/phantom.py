@@ -381,7 +381,10 @@ def _store(spec, values, gtv, orient, positions, rng) -> Series:
 
 # ---- the study -----------------------------------------------------------------------------------
 
-def generate(seed: int, small: bool = False, keep=None) -> Study:
+def generate(seed: int, small: bool = False, keep=None, axial_only: bool = False) -> Study:
+    """The study of a seed. keep: see acquire. axial_only acquires a drawn sagittal 3D series
+    as axial instead (training tiles: the firmware reformats 3D series to axial before the
+    model sees them); every other draw is unchanged."""
     rng = np.random.default_rng([seed, 0x4D494C])  # "MIL": phantoms never share a stream with training
     a = anat.load()
     t = draw_tumour(rng, a)
@@ -398,6 +401,8 @@ def generate(seed: int, small: bool = False, keep=None) -> Study:
         gains = {k: float(rng.uniform(0.9, 1.1)) for k in ("csf", "gm", "wm", "head")}
         sig = {k: v * float(rng.uniform(0.93, 1.07)) for k, v in TISSUE_SIGNAL[seq].items()}
         spec = draw_series(rng, seq, small)
+        if axial_only and spec.plane == "sagittal":
+            spec = dataclasses.replace(spec, plane="axial", slices=160)
         normal = _normal_signal(a, seq, gains)
         c = centre if spec.mode == "2d" else brain_centre
         series[seq] = acquire(spec, a, normal, tumour, t, sig, tilt, c, rng, keep)

@@ -69,7 +69,8 @@ def study_tiles(seed: int, negatives: int = 3, small: bool = False) -> dict[str,
     """Per sequence: (images, masks), each (N, 128, 128), float16 and uint8. `small` uses the
     downsized phantom (tests)."""
     rng = np.random.default_rng([seed, 0x545249])  # "TRI": tile sampling, apart from the phantom
-    study = phantom.generate(seed, small=small, keep=None if small else _keep_factory(rng, negatives))
+    study = phantom.generate(seed, small=small, keep=None if small else _keep_factory(rng, negatives),
+                             axial_only=True)
     out = {}
     for seq, s in study.series.items():
         slope, intercept = s.rescale

@@ -85,3 +85,17 @@ def test_tile_origins():
     assert data.tile_origins(100, 128, 0.5) == [0]
     assert data.tile_origins(256, 128, 0.5) == [0, 64, 128]
     assert data.tile_origins(260, 128, 0.5) == [0, 64, 128, 132]
+
+
+def test_sagittal_to_axial_is_the_patient_frame_permutation():
+    # Sagittal: IOP rows (0,1,0), columns (0,0,-1); slices along (-1,0,0). Voxel (k, r, c) sits at
+    # LPS (-k, c, -r) (unit spacing, origin 0). After the reformat, axial voxel (i, j, l) must sit
+    # at z, y, x increasing with i, j, l.
+    K, R, C = 4, 5, 6
+    k, r, c = np.meshgrid(np.arange(K), np.arange(R), np.arange(C), indexing="ij")
+    lps = np.stack([-k, c, -r], axis=-1).astype(float)
+    ax = np.stack([evaluate.sagittal_to_axial(lps[..., d]) for d in range(3)], axis=-1)
+    assert ax.shape == (R, C, K, 3)
+    assert (np.diff(ax[..., 2], axis=0) > 0).all()  # slices go up
+    assert (np.diff(ax[..., 1], axis=1) > 0).all()  # rows go back
+    assert (np.diff(ax[..., 0], axis=2) > 0).all()  # columns go to the patient's left
