@@ -96,7 +96,9 @@ func WriteConformance(w io.Writer, firmwareVersion string) error {
 	p("#### Storage SCU")
 	p("")
 	p("Proposes one presentation context per SOP class and transfer syntax of the files it sends,")
-	p("with the file's own transfer syntax, and sends the data set as it is in the file. Warning")
+	p("with the file's own transfer syntax, and sends the data set as it is in the file. Beside it,")
+	p("one context per SOP class offers %s; when only that is accepted,", strings.Join(tsNames(uncompressedFallback), " and "))
+	p("the data set is transcoded (not for RLE Lossless files, which then fail). Warning")
 	p("statuses (0xB000-0xBFFF) count as success; any other non-zero status is a failure reported")
 	p("with its code and error comment.")
 	p("")
@@ -111,6 +113,15 @@ func WriteConformance(w io.Writer, firmwareVersion string) error {
 	p("Stored data sets are not decoded or re-encoded; any Specific Character Set is kept as received.")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func tsNames(uids []string) []string {
+	var out []string
+	for _, u := range uids {
+		t, _ := lookupTransferSyntax(u)
+		out = append(out, t.Name)
+	}
+	return out
 }
 
 func scuRole(uid string) string {

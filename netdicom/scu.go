@@ -1,6 +1,7 @@
 package netdicom
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -190,7 +191,19 @@ func (a *Association) StoreFile(path string) (Status, error) {
 	if err != nil {
 		return 0, err
 	}
-	return a.Store(meta.SOPClassUID, meta.SOPInstanceUID, meta.TransferSyntax, io.NewSectionReader(f, meta.DataOffset, st.Size()-meta.DataOffset))
+	if a.Accepted(meta.SOPClassUID, meta.TransferSyntax) || !transcodable(meta.TransferSyntax) {
+		return a.Store(meta.SOPClassUID, meta.SOPInstanceUID, meta.TransferSyntax, io.NewSectionReader(f, meta.DataOffset, st.Size()-meta.DataOffset))
+	}
+	for _, ts := range uncompressedFallback {
+		if a.Accepted(meta.SOPClassUID, ts) {
+			data, err := transcode(path, ts)
+			if err != nil {
+				return 0, err
+			}
+			return a.Store(meta.SOPClassUID, meta.SOPInstanceUID, ts, bytes.NewReader(data))
+		}
+	}
+	return 0, fmt.Errorf("%w for %s in %s or an uncompressed syntax", ErrNoContext, meta.SOPClassUID, meta.TransferSyntax)
 }
 
 // response reads PDUs until the command of the answer to the last request is complete.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // SendResult is the outcome for one file.
@@ -32,7 +33,9 @@ func Echo(ctx context.Context, addr string, o ClientOptions) error {
 }
 
 // SendFiles sends Part 10 files over one association, proposing one context per SOP class and
-// transfer syntax found in the files, and sending each data set as it is in its file. Per-file
+// transfer syntax found in the files, and sending each data set as it is in its file. Beside
+// them it proposes an uncompressed context per SOP class; when the peer accepts only that, the
+// data set is transcoded (never an RLE one). Per-file
 // outcomes are in the results; the error is for the association as a whole.
 func SendFiles(ctx context.Context, addr string, o ClientOptions, paths []string) ([]SendResult, error) {
 	results := make([]SendResult, len(paths))
@@ -46,10 +49,12 @@ func SendFiles(ctx context.Context, addr string, o ClientOptions, paths []string
 			continue
 		}
 		results[i].SOPInstanceUID = meta.SOPInstanceUID
-		k := [2]string{meta.SOPClassUID, meta.TransferSyntax}
-		if !seen[k] {
-			seen[k] = true
-			proposed = append(proposed, PresentationContext{AbstractSyntax: k[0], TransferSyntax: []string{k[1]}})
+		for _, ts := range [][]string{{meta.TransferSyntax}, uncompressedFallback} {
+			k := [2]string{meta.SOPClassUID, strings.Join(ts, ",")}
+			if !seen[k] {
+				seen[k] = true
+				proposed = append(proposed, PresentationContext{AbstractSyntax: k[0], TransferSyntax: ts})
+			}
 		}
 	}
 	if len(proposed) == 0 {

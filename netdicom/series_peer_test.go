@@ -77,3 +77,22 @@ func TestSendReportsUnacceptedSyntax(t *testing.T) {
 		t.Errorf("results %+v", res)
 	}
 }
+
+// TestSendTranscodesForImplicitOnlyPeer sends explicit, big endian and deflated files to a
+// storescp that accepts Implicit VR Little Endian only: our SCU transcodes each, and storescp's
+// copy holds the same data set (compared after dcmconv).
+func TestSendTranscodesForImplicitOnlyPeer(t *testing.T) {
+	port, dir := startStorescp(t, "+xi")
+	files := []string{"testdata/mr_small_explicit.dcm", "testdata/mr_small_big.dcm", "testdata/mr_small_deflated.dcm"}
+	for _, f := range files {
+		res, err := SendFiles(context.Background(), "127.0.0.1:"+port, ClientOptions{CalledAE: "STORESCP"}, []string{f})
+		if err != nil || res[0].Err != nil {
+			t.Fatalf("%s: %v %+v", f, err, res)
+		}
+		got := dir + "/MR.2.25.1000001.1"
+		if ts := fileMeta(t, got).TransferSyntax; ts != ImplicitVRLittleEndian {
+			t.Errorf("%s arrived in %s", f, ts)
+		}
+		sameDataSet(t, f, got, false)
+	}
+}
