@@ -1,0 +1,191 @@
+package accel
+
+import (
+	"context"
+	"fmt"
+	"math"
+)
+
+// Runner segments slices with a model by the tiled multi-scale plan of its bundle. It owns one
+// tile's input and output buffers and the blending weights, so the hot path allocates only the
+// per-slice images. A Runner is not safe for concurrent use.
+type Runner struct {
+	model   TileModel
+	plan    Plan
+	rs      Resampler
+	order   []int
+	weight  []float32
+	in, out []int8
+	inQ     quant
+	outQ    quant
+	noGate  bool // tests: run every tile whatever roi_gate says
+}
+
+type quant struct {
+	scale float32
+	zero  float32
+}
+
+// NewRunner checks that the model's tensors fit the plan: [1, size, size, 1] in and out.
+func NewRunner(m TileModel, p Plan, rs Resampler) (*Runner, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	for _, t := range []TensorInfo{m.Input(), m.Output()} {
+		want := []int{1, p.Size, p.Size, 1}
+		if len(t.Shape) != 4 || t.Shape[0] != 1 || t.Shape[1] != p.Size || t.Shape[2] != p.Size || t.Shape[3] != 1 {
+			return nil, fmt.Errorf("accel: tensor %q has shape %v, the bundle's plan wants %v", t.Name, t.Shape, want)
+		}
+	}
+	n := p.Size * p.Size
+	return &Runner{
+		model: m, plan: p, rs: rs, order: p.scaleOrder(), weight: gaussianWeight(p.Size),
+		in: make([]int8, n), out: make([]int8, n),
+		inQ:  quant{float32(m.Input().Scale), float32(m.Input().ZeroPoint)},
+		outQ: quant{float32(m.Output().Scale), float32(m.Output().ZeroPoint)},
+	}, nil
+}
+
+// Segment returns the fused probability of one slice on its native grid.
+func (r *Runner) Segment(ctx context.Context, s Slice) (Image, Stats, error) {
+	var stats Stats
+	if s.Image.Rows <= 0 || s.Image.Cols <= 0 || len(s.Image.Pix) != s.Image.Rows*s.Image.Cols {
+		return Image{}, stats, fmt.Errorf("accel: slice of %dx%d with %d values", s.Image.Rows, s.Image.Cols, len(s.Image.Pix))
+	}
+	// Accumulate in float64 and round once: a constant model then gives exactly its constant.
+	fused := make([]float64, s.Image.Rows*s.Image.Cols)
+	var coarse Image
+	var weights float64
+	for i, si := range r.order {
+		scale := r.plan.ScalesMM[si]
+		zs := r.rs.ToScale(s.Image, s.Spacing, scale)
+		var gate *Image
+		if i > 0 && !r.noGate {
+			g := dilateMax(r.rs.ToScale(coarse, s.Spacing, scale), r.plan.Stride())
+			gate = &g
+		}
+		ps, err := r.runScale(ctx, zs, s.Fill, gate, &stats)
+		if err != nil {
+			return Image{}, stats, err
+		}
+		native := r.rs.ToNative(ps, s.Image.Rows, s.Image.Cols)
+		w := r.plan.ScaleWeights[si]
+		for j, v := range native.Pix {
+			fused[j] += w * float64(v)
+		}
+		weights += w
+		coarse = native
+	}
+	out := newImage(s.Image.Rows, s.Image.Cols)
+	for j, v := range fused {
+		out.Pix[j] = float32(v / weights)
+	}
+	return out, stats, nil
+}
+
+// runScale tiles one resampled slice, runs the tiles the gate lets through, and blends them.
+func (r *Runner) runScale(ctx context.Context, z Image, fill float32, gate *Image, stats *Stats) (Image, error) {
+	size := r.plan.Size
+	n := z.Rows * z.Cols
+	acc, wsum := make([]float64, n), make([]float64, n)
+	for _, top := range TileOrigins(z.Rows, size, r.plan.Overlap) {
+		for _, left := range TileOrigins(z.Cols, size, r.plan.Overlap) {
+			if gate != nil && windowMax(*gate, top, left, size) < float32(r.plan.RoiGate) {
+				stats.TilesSkipped++
+				continue
+			}
+			r.quantizeTile(z, top, left, fill)
+			if err := r.model.Run(ctx, r.in, r.out); err != nil {
+				return Image{}, fmt.Errorf("accel: tile at (%d, %d): %w", top, left, err)
+			}
+			stats.TilesRun++
+			r.blend(acc, wsum, z.Rows, z.Cols, top, left)
+		}
+	}
+	p := newImage(z.Rows, z.Cols)
+	for i, w := range wsum {
+		if w > 0 {
+			p.Pix[i] = float32(acc[i] / w)
+		}
+	}
+	return p, nil
+}
+
+// quantizeTile fills the model's input with the window at (top, left), `fill` outside the
+// image, quantised with the model's own parameters (round half to even, as numpy does).
+func (r *Runner) quantizeTile(z Image, top, left int, fill float32) {
+	size := r.plan.Size
+	qfill := r.inQ.quantize(fill)
+	for y := range size {
+		row := top + y
+		for x := range size {
+			col := left + x
+			q := qfill
+			if row >= 0 && row < z.Rows && col >= 0 && col < z.Cols {
+				q = r.inQ.quantize(z.Pix[row*z.Cols+col])
+			}
+			r.in[y*size+x] = q
+		}
+	}
+}
+
+func (q quant) quantize(v float32) int8 {
+	f := math.RoundToEven(float64(v/q.scale)) + float64(q.zero)
+	return int8(min(127, max(-128, f)))
+}
+
+// blend adds the output tile, dequantised and weighted, into the slice's buffers.
+func (r *Runner) blend(acc, wsum []float64, rows, cols, top, left int) {
+	size := r.plan.Size
+	for y := range size {
+		row := top + y
+		if row < 0 || row >= rows {
+			continue
+		}
+		for x := range size {
+			col := left + x
+			if col < 0 || col >= cols {
+				continue
+			}
+			w := float64(r.weight[y*size+x])
+			p := float64((float32(r.out[y*size+x]) - r.outQ.zero) * r.outQ.scale)
+			acc[row*cols+col] += p * w
+			wsum[row*cols+col] += w
+		}
+	}
+}
+
+// windowMax is the largest gate value inside a tile's window on the image.
+func windowMax(g Image, top, left, size int) float32 {
+	m := float32(math.Inf(-1))
+	for row := max(top, 0); row < min(top+size, g.Rows); row++ {
+		for col := max(left, 0); col < min(left+size, g.Cols); col++ {
+			m = max(m, g.Pix[row*g.Cols+col])
+		}
+	}
+	return m
+}
+
+// dilateMax is a square maximum filter of half-width k, the window clipped at the edges.
+func dilateMax(src Image, k int) Image {
+	tmp, out := newImage(src.Rows, src.Cols), newImage(src.Rows, src.Cols)
+	for y := range src.Rows {
+		for x := range src.Cols {
+			m := float32(math.Inf(-1))
+			for xx := max(0, x-k); xx <= min(src.Cols-1, x+k); xx++ {
+				m = max(m, src.Pix[y*src.Cols+xx])
+			}
+			tmp.Pix[y*src.Cols+x] = m
+		}
+	}
+	for y := range src.Rows {
+		for x := range src.Cols {
+			m := float32(math.Inf(-1))
+			for yy := max(0, y-k); yy <= min(src.Rows-1, y+k); yy++ {
+				m = max(m, tmp.Pix[yy*src.Cols+x])
+			}
+			out.Pix[y*src.Cols+x] = m
+		}
+	}
+	return out
+}
