@@ -23,7 +23,8 @@ type Server struct {
 	spool   *Spool
 	log     *slog.Logger
 
-	active atomic.Int64
+	active atomic.Int64 // associations counted against max_associations
+	conns  atomic.Int64 // open connections, including ones not yet associated
 	nextID atomic.Uint64
 
 	mu     sync.Mutex // guards asm and queued
@@ -172,33 +173,55 @@ func (s *Server) Serve(ctx context.Context, lns ...net.Listener) error {
 }
 
 func (s *Server) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) error {
+	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			// Out of file descriptors and the like: wait and retry rather than stop serving.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("netdicom: accept", "err", err, "retry_in", delay)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(delay):
 			}
-			return fmt.Errorf("netdicom: accept: %w", err)
+			continue
 		}
-		wg.Go(func() { s.handle(ctx, nc) })
+		delay = 0
+		// Beyond this many open connections a new one is closed unread: a flood cannot hold
+		// a goroutine and a descriptor each for the ARTIM time.
+		if s.conns.Add(1) > int64(4*s.o.MaxAssociations+16) {
+			s.conns.Add(-1)
+			nc.Close()
+			continue
+		}
+		wg.Go(func() {
+			defer s.conns.Add(-1)
+			s.handle(ctx, nc)
+		})
 	}
 }
 
 // handle runs one association from A-ASSOCIATE-RQ to close.
 func (s *Server) handle(ctx context.Context, nc net.Conn) {
 	id := s.nextID.Add(1)
-	busy := s.active.Add(1) > int64(s.o.MaxAssociations)
-	defer s.active.Add(-1)
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 	defer nc.Close()
 	log := s.log.With("assoc", id, "remote", nc.RemoteAddr().String())
 	c := newULConn(nc, s.o.MaxPDU, s.o.IdleTimeout)
-	a, err := s.associate(c, busy, log)
+	rq, err := s.readRequest(c)
+	if err != nil {
+		log.Info("netdicom: no association request", "err", err)
+		return
+	}
+	// Only requests count against max_associations: idle connections cannot take the slots.
+	busy := s.active.Add(1) > int64(s.o.MaxAssociations)
+	defer s.active.Add(-1)
+	a, err := s.associate(c, rq, busy, log)
 	if err != nil {
 		log.Info("netdicom: association not established", "err", err)
 		return
@@ -225,8 +248,8 @@ func remoteAddr(nc net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// associate reads the A-ASSOCIATE-RQ within the ARTIM time and answers AC or RJ.
-func (s *Server) associate(c *ulConn, busy bool, log *slog.Logger) (*scpAssoc, error) {
+// readRequest reads the A-ASSOCIATE-RQ within the ARTIM time; anything else is aborted.
+func (s *Server) readRequest(c *ulConn) (*assocPDU, error) {
 	h, body, err := c.readPDU(s.o.ARTIM)
 	if err != nil {
 		if errors.Is(err, ErrMalformedPDU) {
@@ -243,6 +266,11 @@ func (s *Server) associate(c *ulConn, busy bool, log *slog.Logger) (*scpAssoc, e
 		c.abort(abortSourceProvider, abortInvalidParam)
 		return nil, err
 	}
+	return rq, nil
+}
+
+// associate answers an association request with A-ASSOCIATE-AC or -RJ.
+func (s *Server) associate(c *ulConn, rq *assocPDU, busy bool, log *slog.Logger) (*scpAssoc, error) {
 	log = log.With("calling", rq.CallingAE, "called", rq.CalledAE)
 	if rj := s.policy(rq, remoteAddr(c.nc), busy); rj != nil {
 		c.writeRaw(encodeReject(rj))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -174,4 +175,40 @@ func TestResendIsIdempotent(t *testing.T) {
 	if s := ts.asm.series[p.series]; s == nil || len(s.insts) != 2 {
 		t.Errorf("assembler state: %+v", s)
 	}
+}
+
+// TestIdleConnectionsDoNotTakeAssociationSlots opens connections that never send a request:
+// they do not count against max_associations, and past the connection cap new ones are closed
+// unread while the server keeps serving once they go.
+func TestIdleConnectionsDoNotTakeAssociationSlots(t *testing.T) {
+	ts := startServer(t, Options{MaxAssociations: 2, ARTIM: 300 * time.Millisecond})
+	var idle []net.Conn
+	for range 10 {
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	if err := Echo(context.Background(), ts.addr, ClientOptions{CalledAE: "MIDLINE", Timeout: 5 * time.Second}); err != nil {
+		t.Fatalf("echo beside 10 idle connections: %v", err)
+	}
+	for range 30 { // past the cap of 4*2+16 open connections
+		if c, err := net.Dial("tcp", ts.addr); err == nil {
+			idle = append(idle, c)
+		}
+	}
+	var err error
+	for range 50 { // the ARTIM timer frees the idle ones
+		if err = Echo(context.Background(), ts.addr, ClientOptions{CalledAE: "MIDLINE", Timeout: 5 * time.Second}); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no echo after the flood: %v", err)
 }
