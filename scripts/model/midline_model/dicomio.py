@@ -139,7 +139,7 @@ def _dataset(study, seq, s, series_number, k, uids, series_uid, sop) -> Dataset:
     ds.MagneticFieldStrength = _ds(study.field_strength)
     ds.ImagingFrequency = _ds(42.577 * study.field_strength)
     ds.ImagedNucleus = "1H"
-    ds.PatientPosition = "HFS"
+    ds.PatientPosition = spec.position
     if seq == "T1C":
         ds.ContrastBolusAgent = "GADOBUTROL 1.0 MMOL/ML"
     ds.StudyInstanceUID = uids["study"]

@@ -89,6 +89,7 @@ class SeriesSpec:
     angulation_deg: list[float]  # rotations about the row and column axes
     snr: float
     bias: list[float] = field(default_factory=list)
+    position: str = "HFS"  # PatientPosition: HFS, FFS, HFP or FFP
 
 
 @dataclass
@@ -288,12 +289,23 @@ def draw_series(rng: np.random.Generator, seq: str, small: bool) -> SeriesSpec:
                       snr=float(rng.uniform(12, 40)))
 
 
+# Row and column directions of each plane for a head-first supine patient (LPS).
+PLANES = {
+    "axial": (np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])),
+    "coronal": (np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, -1.0])),
+    "sagittal": (np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])),
+}
+POSITIONS = {"HFS": (1.0, 1.0, 1.0), "FFS": (-1.0, 1.0, 1.0), "HFP": (-1.0, -1.0, 1.0),
+             "FFP": (1.0, -1.0, 1.0)}
+
+
 def series_geometry(spec: SeriesSpec, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column directions and the position of every slice, centred on `centre`."""
-    if spec.plane == "sagittal":
-        row, col = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])
-    else:
-        row, col = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    """Row and column directions and the position of every slice, centred on `centre`. The
+    patient's position on the table flips the image axes the scanner writes in patient
+    coordinates (feet first: left-right; prone: also anterior-posterior)."""
+    row, col = PLANES[spec.plane]
+    flip = np.array(POSITIONS[spec.position])
+    row, col = row * flip, col * flip
     rot = _rotation([spec.angulation_deg[0], spec.angulation_deg[1], 0.0])
     row, col = rot @ row, rot @ col
     normal = np.cross(row, col)
@@ -381,10 +393,12 @@ def _store(spec, values, gtv, orient, positions, rng) -> Series:
 
 # ---- the study -----------------------------------------------------------------------------------
 
-def generate(seed: int, small: bool = False, keep=None, axial_only: bool = False) -> Study:
+def generate(seed: int, small: bool = False, keep=None, axial_only: bool = False,
+             position: str | None = None, plane: str | None = None) -> Study:
     """The study of a seed. keep: see acquire. axial_only acquires a drawn sagittal 3D series
     as axial instead (training tiles: the firmware reformats 3D series to axial before the
-    model sees them); every other draw is unchanged."""
+    model sees them). position and plane override every series' patient position and plane
+    (orientation tests). Every random draw is the same whatever the overrides."""
     rng = np.random.default_rng([seed, 0x4D494C])  # "MIL": phantoms never share a stream with training
     a = anat.load()
     t = draw_tumour(rng, a)
@@ -403,6 +417,10 @@ def generate(seed: int, small: bool = False, keep=None, axial_only: bool = False
         spec = draw_series(rng, seq, small)
         if axial_only and spec.plane == "sagittal":
             spec = dataclasses.replace(spec, plane="axial", slices=160)
+        if plane:
+            spec = dataclasses.replace(spec, plane=plane)
+        if position:
+            spec = dataclasses.replace(spec, position=position)
         normal = _normal_signal(a, seq, gains)
         c = centre if spec.mode == "2d" else brain_centre
         series[seq] = acquire(spec, a, normal, tumour, t, sig, tilt, c, rng, keep)
@@ -464,8 +482,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--small", action="store_true",
                    help="a downsized study (160x160, 14 slices of 5 mm around the tumour) for tests")
+    p.add_argument("--position", choices=sorted(POSITIONS), help="patient position of every series")
+    p.add_argument("--plane", choices=sorted(PLANES), help="plane of every series")
     args = p.parse_args(argv)
-    study = generate(args.seed, small=args.small)
+    study = generate(args.seed, small=args.small, position=args.position, plane=args.plane)
     write(study, args.out)
     t = study.tumour
     print(f"phantom {args.seed}: {t.site}, {t.volume_cm3:.1f} cm3, necrosis "

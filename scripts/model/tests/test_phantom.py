@@ -114,3 +114,21 @@ def test_dicom_headers_are_valid_and_vendor_styled(study):
     assert t1c[0].ContrastBolusAgent
     assert len({d.FrameOfReferenceUID for s in phantom.SEQUENCES
                 for d in dicomio.read_series(COMMITTED / s)[1][:1]}) == 1
+
+
+@pytest.mark.parametrize("position,plane", [("FFS", "axial"), ("HFP", "axial"), ("HFS", "coronal")])
+def test_positions_and_planes_keep_the_lesion_in_place(tmp_path, position, plane):
+    """Whatever the table position or plane, the GTV's centroid in patient coordinates, through
+    the DICOM geometry, is the tumour's centre, and the lesion is bright on T2 there."""
+    phantom.main(["--seed", "4", "--small", "--position", position, "--plane", plane,
+                  "--out", str(tmp_path)])
+    study = json.loads((tmp_path / "study.json").read_text())
+    vol, dss = dicomio.read_series(tmp_path / "T2")
+    assert dss[0].PatientPosition == position
+    img = nib.load(str(tmp_path / "T2.gtv.nii.gz"))
+    mask = np.asarray(img.dataobj)
+    ijk = np.argwhere(mask > 0).mean(axis=0)
+    lps = (img.affine[:3, :3] @ ijk + img.affine[:3, 3]) * np.array([-1, -1, 1])
+    assert np.linalg.norm(lps - np.array(study["tumour"]["centre_lps"])) < 3.0
+    gtv = mask.transpose(2, 1, 0) > 0
+    assert vol[gtv].mean() > 1.2 * vol[~gtv & (vol > np.percentile(vol, 50))].mean()
