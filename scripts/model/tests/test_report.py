@@ -1,0 +1,27 @@
+import json
+
+from midline_model import export, report
+
+
+def _summary(d):
+    return {"dice": d, "dice_ci95": (d - 0.02, d + 0.02), "dice_min": d - 0.1, "surface_dice_2mm": 0.9,
+            "hd95_inplane_mm": 1.5, "volume_error_pct": 4.0, "lesion_sensitivity": 1.0}
+
+
+def test_card_and_results_carry_the_evaluated_numbers(tmp_path):
+    ev = {"subjects": 20, "summary": {"int8": _summary(0.912), "float": _summary(0.915),
+                                      "baseline": _summary(0.61)}}
+    meta = export.model_json("T2", "1.0.0", ev, "uncompiled; op allowlist passed", "ab" * 32, "phantoms")
+    info = {"config": {"widths": [16, 32], "attention": True, "multiscale": True}, "params": 1234,
+            "adv_weight": 0.05, "adversarial": True, "train_tiles": 100, "steps": 10, "batch": 4,
+            "seed": 1, "seconds": 120.0}
+    card = report.model_card(meta, ev, info)
+    assert "0.912" in card and "Not for clinical use" in card and "yes" in card
+    d = tmp_path / "dmg-t2"
+    d.mkdir()
+    (d / "model.json").write_text(json.dumps(meta))
+    log = [{"step": 250, "adv_loss": 1.0, "d_loss": 1.2, "d_acc": 0.6, "lambda": 0.05}]
+    res = report.results(tmp_path, [{"label": "full", "run": "dmg-t2", "train": info,
+                                     "eval": _summary(0.9), "log": log}])
+    assert "| dmg-t2 1.0.0 | 20 | 0.912" in res and "met" in res and "| 250 |" in res
+    assert meta["metrics"]["test"]["dice_int8"] == 0.912 and meta["clinical_use"] is False
