@@ -94,7 +94,7 @@ gotest:
 # A short run of every fuzzer of outside bytes; the long runs are by hand (go test -fuzz).
 FUZZ_TIME ?= 10s
 fuzz-short:
-	@for f in FuzzPDU FuzzReadHead FuzzDecodeRLE; do \
+	@for f in FuzzPDU FuzzReadHead FuzzDecodeRLE FuzzSCPAssociation; do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZ_TIME) ./netdicom || exit 1; done
 
 # The fixture's goldens are remade by TensorFlow in Python and must equal the committed ones, so
