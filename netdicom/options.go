@@ -53,6 +53,8 @@ type Caller struct {
 const (
 	DefaultMaxAssociations = 8
 	DefaultSeriesTimeout   = 10 * time.Second
+	DefaultARTIM           = 30 * time.Second
+	DefaultIdleTimeout     = 5 * time.Minute
 )
 
 // Clock is the time source; tests inject a fake.
@@ -96,10 +98,10 @@ func (o *Options) withDefaults() (Options, []caller, error) {
 		c.ReleaseGrace = time.Second
 	}
 	if c.ARTIM <= 0 {
-		c.ARTIM = 30 * time.Second
+		c.ARTIM = DefaultARTIM
 	}
 	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = 5 * time.Minute
+		c.IdleTimeout = DefaultIdleTimeout
 	}
 	if c.Clock == nil {
 		c.Clock = realClock{}
