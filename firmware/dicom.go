@@ -126,10 +126,13 @@ func runSend(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "midline send: %v\n", err)
 		return 2
 	}
-	paths, err := collectFiles(fl.Args()[1:])
+	paths, skipped, err := collectFiles(fl.Args()[1:])
 	if err != nil {
 		fmt.Fprintf(stderr, "midline send: %v\n", err)
 		return 2
+	}
+	if skipped > 0 {
+		fmt.Fprintf(stderr, "midline send: skipped %d files without a DICOM Part 10 header in the folders given\n", skipped)
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
@@ -155,27 +158,42 @@ func runSend(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// collectFiles expands folders into the regular files below them, in lexical order.
-func collectFiles(args []string) ([]string, error) {
-	var out []string
+// collectFiles expands folders into the Part 10 files below them, in lexical order; files
+// named on the command line are kept even when they are not DICOM, so that they are reported.
+func collectFiles(args []string) (files []string, skipped int, err error) {
 	for _, a := range args {
 		err := filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
+			switch {
+			case err != nil:
 				return err
-			}
-			if d.Type().IsRegular() {
-				out = append(out, p)
+			case !d.Type().IsRegular():
+			case p == a || isPart10(p):
+				files = append(files, p)
+			default:
+				skipped++
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
-	if len(out) == 0 {
-		return nil, errors.New("no files to send")
+	if len(files) == 0 {
+		return nil, skipped, errors.New("no DICOM files to send")
 	}
-	return out, nil
+	return files, skipped, nil
+}
+
+// isPart10 reports whether a file starts with a 128-byte preamble and "DICM".
+func isPart10(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return true // let the send report why
+	}
+	defer f.Close()
+	var b [132]byte
+	_, err = io.ReadFull(f, b[:])
+	return err == nil && string(b[128:]) == "DICM"
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {

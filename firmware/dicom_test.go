@@ -39,6 +39,12 @@ func TestEchoAndSendCommands(t *testing.T) {
 	if !strings.Contains(out.String(), "5 sent, 0 failed") {
 		t.Errorf("send output:\n%s", out.String())
 	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"send", "--aec", "MIDLINE", addr, "../netdicom/testdata"}, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "5 sent, 0 failed") || !strings.Contains(errb.String(), "skipped") {
+		t.Errorf("send of a folder with non-DICOM files: exit %d\n%s%s", code, out.String(), errb.String())
+	}
 	if code := run([]string{"send", "--aec", "OTHER", addr, files[0]}, &out, &errb); code != 1 {
 		t.Errorf("send to the wrong AE title: exit %d, want 1", code)
 	}
