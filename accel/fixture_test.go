@@ -26,9 +26,10 @@ type goldenManifest struct {
 		ZeroPoint int     `json:"zero_point"`
 	} `json:"output"`
 	Cases []struct {
-		Name   string `json:"name"`
-		Input  string `json:"input"`
-		Output string `json:"output"`
+		Name         string `json:"name"`
+		Input        string `json:"input"`
+		Output       string `json:"output"`
+		OutputSHA256 string `json:"output_sha256"`
 	} `json:"cases"`
 }
 
