@@ -104,6 +104,9 @@ golden-check: $(VENV_STAMP)
 	(cd scripts/model && ../../$(VENV_PY) -m midline_model.fixture golden \
 		--model ../../accel/testdata/fixture.tflite --out "$$tmp") && \
 	diff -r accel/testdata/fixture_golden "$$tmp" && echo "golden: committed goldens match TensorFlow's"
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd scripts/model && ../../$(VENV_PY) -m midline_model.runner_golden --out "$$tmp") && \
+	diff -r accel/testdata/runner_golden "$$tmp" && echo "golden: runner goldens match the Python reference"
 
 pytest: $(VENV_STAMP)
 	cd scripts/model && ../../$(VENV_PY) -m pytest -q

@@ -1,0 +1,50 @@
+"""Goldens for the Go tiled runner: the Python reference (infer.run_series) on two slices of the
+committed phantom, through the fixture model's int8 TFLite tiles, single scale on the slice's own
+grid so that no resampling is involved (the tiling, gating, blending and quantisation are what is
+compared).
+
+    python -m midline_model.runner_golden --out ../../accel/testdata/runner_golden
+
+Writes z.f32 (the normalised slices, float32 little endian, slice-major), prob.f32 (the
+reference probability) and meta.json (shape, fill value, plan).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from midline_model import data, dicomio, infer
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def make(out: Path) -> None:
+    real, _ = dicomio.read_series(ROOT / "testdata" / "phantom" / "seed4" / "T2")
+    real = np.ascontiguousarray(real[6:8, 10:150, 20:120])  # two slices through the lesion, 140x100
+    plan = infer.Plan(size=64, scales_mm=(1.0,), scale_weights=(1.0,), tile_overlap=0.5, roi_gate=0.05)
+    fn = infer.tflite_tiles(ROOT / "accel" / "testdata" / "fixture.tflite")
+    prob, stats = infer.run_series(real, (1.0, 1.0), fn, plan)
+    norm = data.fit_normalization(real)
+    out.mkdir(parents=True, exist_ok=True)
+    norm.apply(real).astype("<f4").tofile(out / "z.f32")
+    prob.astype("<f4").tofile(out / "prob.f32")
+    meta = {"slices": real.shape[0], "rows": real.shape[1], "cols": real.shape[2],
+            "fill": data.pad_value(norm), "size": plan.size, "scales_mm": list(plan.scales_mm),
+            "scale_weights": list(plan.scale_weights), "tile_overlap": plan.tile_overlap,
+            "roi_gate": plan.roi_gate, "tiles_run": stats.tiles_run}
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m midline_model.runner_golden", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True)
+    make(p.parse_args(argv).out)
+
+
+if __name__ == "__main__":
+    main()
