@@ -34,20 +34,6 @@ def load_generator(train_dir: Path, batch_size: int | None = None) -> tuple[tf.k
     return g, info
 
 
-def convert(g: tf.keras.Model, calib: np.ndarray) -> bytes:
-    def representative():
-        for t in calib:
-            yield [t[None].astype(np.float32)]
-
-    c = tf.lite.TFLiteConverter.from_keras_model(g)
-    c.optimizations = [tf.lite.Optimize.DEFAULT]
-    c.representative_dataset = representative
-    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    c.inference_input_type = tf.int8
-    c.inference_output_type = tf.int8
-    return c.convert()
-
-
 def calibration_tiles(tiles: Path, seq: str, n: int = 256, seed: int = 0) -> np.ndarray:
     x, y = train.load_tiles(tiles, seq)
     rng = np.random.default_rng(seed)
@@ -104,7 +90,7 @@ def export(seq: str, train_dir: Path, tiles: Path, out: Path, version: str,
     g, info = load_generator(train_dir, batch_size=1)
     calib = calibration_tiles(tiles, seq)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "model.tflite").write_bytes(convert(g, calib))
+    (out / "model.tflite").write_bytes(tflite.convert_int8(g, calib))
     bad = opcheck.violations(out / "model.tflite")
     if bad:
         raise SystemExit("export: the model would not map onto the Edge TPU:\n  " + "\n  ".join(bad))

@@ -78,19 +78,7 @@ def images(seed: int, n: int) -> np.ndarray:
 
 def convert(model: tf.keras.Model, seed: int = SEED) -> bytes:
     """Full-integer post-training quantization with int8 input and output."""
-    calib = images(seed + 1, 64)
-
-    def representative():
-        for img in calib:
-            yield [img[None]]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
+    return tflite.convert_int8(model, images(seed + 1, 64))
 
 
 def golden_inputs(model: bytes, seed: int = SEED) -> dict[str, np.ndarray]:

@@ -46,3 +46,20 @@ def quantization(detail: dict) -> tuple[float, int]:
     """(scale, zero_point) of a per-tensor quantized tensor."""
     scale, zero_point = detail["quantization"]
     return float(scale), int(zero_point)
+
+
+def convert_int8(model: tf.keras.Model, calibration) -> bytes:
+    """Full-integer post-training quantisation with int8 input and output, calibrated on the
+    given float samples (each shaped like one model input without the batch axis)."""
+
+    def representative():
+        for x in calibration:
+            yield [np.asarray(x, np.float32)[None]]
+
+    c = tf.lite.TFLiteConverter.from_keras_model(model)
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = representative
+    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    c.inference_input_type = tf.int8
+    c.inference_output_type = tf.int8
+    return c.convert()

@@ -2,22 +2,12 @@ import numpy as np
 import tensorflow as tf
 
 from midline_model import model as M
-from midline_model import opcheck
+from midline_model import opcheck, tflite
 from tests.conftest import ROOT
 
 
 def _int8(m: tf.keras.Model) -> bytes:
-    def rep():
-        rng = np.random.default_rng(0)
-        for _ in range(4):
-            yield [rng.normal(0, 1, (1, *m.input_shape[1:])).astype(np.float32)]
-    c = tf.lite.TFLiteConverter.from_keras_model(m)
-    c.optimizations = [tf.lite.Optimize.DEFAULT]
-    c.representative_dataset = rep
-    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    c.inference_input_type = tf.int8
-    c.inference_output_type = tf.int8
-    return c.convert()
+    return tflite.convert_int8(m, np.random.default_rng(0).normal(0, 1, (4, *m.input_shape[1:])))
 
 
 def test_generator_maps_fully(tmp_path):
