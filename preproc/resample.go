@@ -1,0 +1,194 @@
+package preproc
+
+import (
+	"fmt"
+	"math"
+)
+
+// Plane is one 2D image, row-major.
+type Plane struct {
+	Rows, Cols int
+	Pix        []float32
+}
+
+// ResampledSize is the in-plane size at scale mm: n' = max(1, round(n x spacing / scale)) per
+// axis, rounding half to even as Python's round does.
+func ResampledSize(rows, cols int, spacing [2]float64, scale float64) (int, int) {
+	f := func(n int, s float64) int { return max(1, int(math.RoundToEven(float64(n)*s/scale))) }
+	return f(rows, spacing[0]), f(cols, spacing[1])
+}
+
+// Resampler resamples slices of one geometry to one scale, as
+// midline_model.data.resample_inplane does: an anti-aliasing Gaussian of sigma (n/n' - 1)/2
+// old pixels along each shrunk axis (edges: nearest), then bilinear sampling of old coordinate
+// (j + 0.5) n/n' - 0.5 with edge clamping. It keeps its buffers, so one Resampler per
+// goroutine serves a whole series without allocating per slice.
+type Resampler struct {
+	inR, inC, outR, outC int
+	rowTaps, colTaps     []float64 // kernel from the centre outwards; nil: no filter
+	rowPos, colPos       []interp
+	tmp                  []float32
+	line, lineOut        []float64
+}
+
+// interp is one output coordinate: the two source indices and their weights.
+type interp struct {
+	i0, i1 int
+	w0, w1 float64
+}
+
+// NewResampler prepares resampling from rows x cols at spacing to scale mm.
+func NewResampler(rows, cols int, spacing [2]float64, scale float64) (*Resampler, error) {
+	if rows < 1 || cols < 1 || !(spacing[0] > 0) || !(spacing[1] > 0) || !(scale > 0) {
+		return nil, fmt.Errorf("preproc: resample %dx%d at %v mm to %v mm", rows, cols, spacing, scale)
+	}
+	outR, outC := ResampledSize(rows, cols, spacing, scale)
+	return newResampler(rows, cols, outR, outC, true), nil
+}
+
+// NewResamplerTo maps an image of rows x cols onto outRows x outCols with the same pixel-centre
+// mapping and no filter: the way back from a model scale to the native grid (infer.to_native).
+func NewResamplerTo(rows, cols, outRows, outCols int) (*Resampler, error) {
+	if rows < 1 || cols < 1 || outRows < 1 || outCols < 1 {
+		return nil, fmt.Errorf("preproc: resample %dx%d to %dx%d", rows, cols, outRows, outCols)
+	}
+	return newResampler(rows, cols, outRows, outCols, false), nil
+}
+
+func newResampler(rows, cols, outR, outC int, filter bool) *Resampler {
+	r := &Resampler{inR: rows, inC: cols, outR: outR, outC: outC}
+	fr, fc := float64(rows)/float64(outR), float64(cols)/float64(outC)
+	if filter {
+		r.rowTaps, r.colTaps = gaussianTaps((fr-1)/2), gaussianTaps((fc-1)/2)
+	}
+	r.rowPos, r.colPos = positions(outR, rows, fr), positions(outC, cols, fc)
+	r.tmp = make([]float32, rows*cols)
+	r.line = make([]float64, max(rows, cols)+2*max(len(r.rowTaps), len(r.colTaps)))
+	r.lineOut = make([]float64, max(rows, cols))
+	return r
+}
+
+// OutSize returns the output rows and columns.
+func (r *Resampler) OutSize() (int, int) { return r.outR, r.outC }
+
+// Resample writes the resampled src (inRows x inCols) into dst (outRows x outCols).
+func (r *Resampler) Resample(dst, src []float32) {
+	img := src
+	if r.rowTaps != nil || r.colTaps != nil {
+		copy(r.tmp, src)
+		if r.rowTaps != nil {
+			r.filterAxis(r.tmp, r.inR, r.inC, r.inC, 1, r.rowTaps)
+		}
+		if r.colTaps != nil {
+			r.filterAxis(r.tmp, r.inC, r.inR, 1, r.inC, r.colTaps)
+		}
+		img = r.tmp
+	}
+	for j, p := range r.rowPos {
+		a, b := img[p.i0*r.inC:], img[p.i1*r.inC:]
+		out := dst[j*r.outC : (j+1)*r.outC]
+		for i, q := range r.colPos {
+			// scipy's order-1 map_coordinates: the footprint in C order, each coefficient
+			// the value times the row weight times the column weight, summed in float64.
+			t := float64(float64(a[q.i0])*p.w0) * q.w0
+			t = t + float64(float64(float64(a[q.i1])*p.w0)*q.w1)
+			t = t + float64(float64(float64(b[q.i0])*p.w1)*q.w0)
+			t = t + float64(float64(float64(b[q.i1])*p.w1)*q.w1)
+			out[i] = float32(t)
+		}
+	}
+}
+
+// positions maps n output pixels onto m input pixels: coordinate (j + 0.5) f - 0.5, clamped to
+// [0, m-1], split into two neighbours and scipy's order-1 spline weights (1 - t, then the rest
+// of 1).
+func positions(n, m int, f float64) []interp {
+	out := make([]interp, n)
+	for j := range out {
+		x := float64((float64(j)+0.5)*f) - 0.5
+		x = min(max(x, 0), float64(m-1))
+		s := math.Floor(x)
+		w0 := 1 - (x - s)
+		i0 := int(s)
+		out[j] = interp{i0: i0, i1: min(i0+1, m-1), w0: w0, w1: 1 - w0}
+	}
+	return out
+}
+
+// gaussianTaps returns scipy's normalised Gaussian kernel of sigma from the centre outwards
+// (radius int(4 sigma + 0.5)), or nil when sigma is not positive.
+func gaussianTaps(sigma float64) []float64 {
+	if !(sigma > 1e-15) {
+		return nil
+	}
+	radius := int(4*sigma + 0.5)
+	k := make([]float64, 2*radius+1)
+	c := -0.5 / (sigma * sigma)
+	for i := range k {
+		x := i - radius
+		k[i] = math.Exp(c * float64(x*x))
+	}
+	sum := pairwiseSum(k)
+	for i := range k {
+		k[i] /= sum
+	}
+	return k[radius:]
+}
+
+// pairwiseSum is numpy's summation for arrays shorter than its block size of 128.
+func pairwiseSum(a []float64) float64 {
+	n := len(a)
+	if n < 8 {
+		s := 0.0
+		for _, x := range a {
+			s += x
+		}
+		return s
+	}
+	if n > 128 {
+		n2 := n / 2
+		n2 -= n2 % 8
+		return pairwiseSum(a[:n2]) + pairwiseSum(a[n2:])
+	}
+	var r [8]float64
+	copy(r[:], a[:8])
+	i := 8
+	for ; i < n-n%8; i += 8 {
+		for j := range r {
+			r[j] += a[i+j]
+		}
+	}
+	s := ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+	for ; i < n; i++ {
+		s += a[i]
+	}
+	return s
+}
+
+// filterAxis correlates each of count lines of length n (element stride step, line stride
+// lineStep) with the symmetric kernel taps, edges extended with the nearest value, the way
+// scipy's correlate1d does it for a symmetric kernel.
+func (r *Resampler) filterAxis(img []float32, n, count, step, lineStep int, taps []float64) {
+	rad := len(taps) - 1
+	line := r.line[:n+2*rad]
+	for l := range count {
+		base := l * lineStep
+		for i := range n {
+			line[rad+i] = float64(img[base+i*step])
+		}
+		for i := range rad {
+			line[i], line[rad+n+i] = line[rad], line[rad+n-1]
+		}
+		for i := range n {
+			c := rad + i
+			t := line[c] * taps[0]
+			for d := rad; d >= 1; d-- {
+				t = t + float64((line[c-d]+line[c+d])*taps[d])
+			}
+			r.lineOut[i] = t
+		}
+		for i := range n {
+			img[base+i*step] = float32(r.lineOut[i])
+		}
+	}
+}
