@@ -91,11 +91,14 @@ vet:
 gotest:
 	$(GO) test -race -count=1 ./...
 
-# A short run of every fuzzer of outside bytes; the long runs are by hand (go test -fuzz).
+# A short run of every fuzzer of outside bytes (package:Fuzzer); the long runs are by hand
+# (go test -fuzz). A new fuzzer is added here.
 FUZZ_TIME ?= 10s
+FUZZERS := netdicom:FuzzPDU netdicom:FuzzReadHead netdicom:FuzzDecodeRLE netdicom:FuzzSCPAssociation \
+	accel:FuzzParseBundleMeta board:FuzzParseSimScript board:FuzzParseMilliC preproc:FuzzLoadInstance
 fuzz-short:
-	@for f in FuzzPDU FuzzReadHead FuzzDecodeRLE FuzzSCPAssociation; do \
-		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZ_TIME) ./netdicom || exit 1; done
+	@for pf in $(FUZZERS); do p=$${pf%%:*}; f=$${pf#*:}; \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZ_TIME) ./$$p || exit 1; done
 
 # The fixture's goldens are remade by TensorFlow in Python and must equal the committed ones, so
 # they can neither drift nor have come from the Go side.
