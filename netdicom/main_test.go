@@ -8,8 +8,11 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // childEnv makes the test binary run a receiver instead of tests, so that kill -9 tests can
@@ -19,6 +22,9 @@ const childEnv = "MIDLINE_NETDICOM_CHILD"
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(childEnv); dir != "" {
 		os.Exit(runChild(dir))
+	}
+	if dir := os.Getenv(outboxChildEnv); dir != "" {
+		os.Exit(runOutboxChild(dir))
 	}
 	os.Exit(m.Run())
 }
@@ -49,5 +55,31 @@ func runChild(dir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	return 0
+}
+
+// outboxChildEnv makes the test binary run an outbox sending to 127.0.0.1:$MIDLINE_OUTBOX_PORT,
+// first enqueueing the files in $MIDLINE_OUTBOX_ENQUEUE (comma separated) when set.
+const outboxChildEnv = "MIDLINE_OUTBOX_CHILD"
+
+func runOutboxChild(dir string) int {
+	port, _ := strconv.Atoi(os.Getenv("MIDLINE_OUTBOX_PORT"))
+	ob, err := OpenOutbox(OutboxOptions{Dir: dir, Destinations: []Destination{{Name: "tps", AETitle: "STORESCP", Host: "127.0.0.1", Port: port}},
+		BaseDelay: 40 * time.Millisecond, MaxDelay: 200 * time.Millisecond, MaxAttempts: 1000,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if files := os.Getenv("MIDLINE_OUTBOX_ENQUEUE"); files != "" {
+		if _, err := ob.Enqueue("tps", strings.Split(files, ",")); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	fmt.Println("ready")
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	ob.Run(ctx)
 	return 0
 }

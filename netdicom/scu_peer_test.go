@@ -19,13 +19,19 @@ import (
 // free loopback port until the test ends, and returns its port and output folder.
 func startStorescp(t *testing.T, extra ...string) (string, string) {
 	t.Helper()
-	path := testenv.Require(t, "storescp")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	ln.Close()
+	return port, startStorescpOn(t, port, extra...)
+}
+
+// startStorescpOn runs storescp on a given port and returns its output folder.
+func startStorescpOn(t *testing.T, port string, extra ...string) string {
+	t.Helper()
+	path := testenv.Require(t, "storescp")
 	dir := t.TempDir()
 	xfer := "+xa"
 	if len(extra) > 0 && strings.HasPrefix(extra[0], "+x") {
@@ -50,12 +56,12 @@ func startStorescp(t *testing.T, extra ...string) (string, string) {
 		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
 		if err == nil {
 			c.Close()
-			return port, dir
+			return dir
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("storescp did not listen on %s", port)
-	return "", ""
+	return ""
 }
 
 // TestSendToStorescp sends files in every transfer syntax with Midline's SCU to storescp and
