@@ -128,10 +128,8 @@ func (h *headReader) element(depth int, inItem bool, group, elem uint16) error {
 		h.implicit = saved
 		return err
 	}
-	if !inItem && group != 0xFFFE {
-		if dst := h.wanted(group, elem); dst != nil {
-			return h.readWanted(dst, n, group, elem)
-		}
+	if !inItem && wanted(group, elem) {
+		return h.readWanted(n, group, elem)
 	}
 	return h.skip(int64(n))
 }
@@ -164,40 +162,41 @@ func (h *headReader) sequence(depth int) error {
 	}
 }
 
-func (h *headReader) wanted(group, elem uint16) *string {
+// wanted reports whether a top-level tag is one HeadInfo keeps.
+func wanted(group, elem uint16) bool {
 	switch uint32(group)<<16 | uint32(elem) {
 	case 0x00080016, 0x00080018, 0x00080060, 0x0020000D, 0x0020000E, 0x00200013, 0x00201002, 0x00280008:
-		return new(string)
+		return true
 	}
-	return nil
+	return false
 }
 
-func (h *headReader) readWanted(dst *string, n uint32, group, elem uint16) error {
+func (h *headReader) readWanted(n uint32, group, elem uint16) error {
 	if n > maxWantedLen {
 		return badDataSet("(%04x,%04x) value of %d bytes", group, elem, n)
 	}
-	v := make([]byte, n)
-	if _, err := io.ReadFull(h.r, v); err != nil {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(h.r, b); err != nil {
 		return badDataSet("(%04x,%04x) value: %v", group, elem, noEOF(err))
 	}
-	*dst = strings.Trim(string(v), " \x00")
+	v := strings.Trim(string(b), " \x00")
 	switch uint32(group)<<16 | uint32(elem) {
 	case 0x00080016:
-		h.info.SOPClassUID = *dst
+		h.info.SOPClassUID = v
 	case 0x00080018:
-		h.info.SOPInstanceUID = *dst
+		h.info.SOPInstanceUID = v
 	case 0x00080060:
-		h.info.Modality = *dst
+		h.info.Modality = v
 	case 0x0020000D:
-		h.info.StudyInstanceUID = *dst
+		h.info.StudyInstanceUID = v
 	case 0x0020000E:
-		h.info.SeriesInstanceUID = *dst
+		h.info.SeriesInstanceUID = v
 	case 0x00200013:
-		h.info.InstanceNumber = atoiIS(*dst)
+		h.info.InstanceNumber = atoiIS(v)
 	case 0x00201002:
-		h.info.ImagesInAcquisition = atoiIS(*dst)
+		h.info.ImagesInAcquisition = atoiIS(v)
 	case 0x00280008:
-		h.info.NumberOfFrames = atoiIS(*dst)
+		h.info.NumberOfFrames = atoiIS(v)
 	}
 	return nil
 }
