@@ -1,0 +1,120 @@
+package preproc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+type corpusEntry struct {
+	Name    string      `json:"name"`
+	Expect  Label       `json:"expect"`
+	Unfit   bool        `json:"unfit"`
+	Flagged bool        `json:"flagged"`
+	Header  Acquisition `json:"header"`
+}
+
+func readCorpus(t *testing.T) []corpusEntry {
+	t.Helper()
+	b, err := os.ReadFile("testdata/classify/corpus.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Schema string        `json:"schema"`
+		Series []corpusEntry `json:"series"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	return c.Series
+}
+
+// Every corpus header gets its expected label; the confusion table is logged.
+func TestClassifyCorpus(t *testing.T) {
+	corpus := readCorpus(t)
+	if len(corpus) < 30 {
+		t.Fatalf("corpus has %d headers, want at least 30", len(corpus))
+	}
+	c, err := NewClassifier(DefaultRules())
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := []Label{T2, FLAIR, T1C, Unknown}
+	confusion := map[[2]Label]int{}
+	for _, e := range corpus {
+		got := c.Classify(e.Header)
+		confusion[[2]Label{e.Expect, got.Label}]++
+		t.Logf("%-52s %-7s %s", e.Name, got.Label, got.Reason)
+		if got.Label != e.Expect {
+			t.Errorf("%s: %s (%s), want %s", e.Name, got.Label, got.Reason, e.Expect)
+		}
+		if got.Unfit != e.Unfit {
+			t.Errorf("%s: unfit %v, want %v (%s)", e.Name, got.Unfit, e.Unfit, got.Reason)
+		}
+		if flagged := slices.Contains(got.Flags, FlagNo3DDistortionCorrection); flagged != (e.Flagged || hasAny(e.Header.ImageType, "ND", "DIS2D")) {
+			t.Errorf("%s: flags %v", e.Name, got.Flags)
+		}
+		if got.Reason == "" {
+			t.Errorf("%s: no reason", e.Name)
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "confusion (rows: expected, columns: classified), %d headers\n%-9s", len(corpus), "")
+	for _, l := range labels {
+		fmt.Fprintf(&b, "%9s", l)
+	}
+	for _, want := range labels {
+		fmt.Fprintf(&b, "\n%-9s", want)
+		for _, got := range labels {
+			fmt.Fprintf(&b, "%9d", confusion[[2]Label{want, got}])
+		}
+	}
+	t.Log(b.String())
+}
+
+func TestClassifyPhantom(t *testing.T) {
+	c, err := NewClassifier(DefaultRules())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []Label{T2, FLAIR, T1C} {
+		v, err := LoadSeries(context.Background(), phantomPaths(t, string(seq)), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := c.Classify(v.Header.Acquisition)
+		if got.Label != seq {
+			t.Errorf("phantom %s classified %s: %s", seq, got.Label, got.Reason)
+		}
+		if !slices.Contains(got.Flags, FlagNo3DDistortionCorrection) {
+			t.Errorf("phantom %s (ImageType ND) not flagged: %v", seq, got.Flags)
+		}
+	}
+}
+
+func TestClassifierRules(t *testing.T) {
+	r := DefaultRules()
+	r.Names[T2] = append(r.Names[T2], `(`)
+	if _, err := NewClassifier(r); err == nil || !strings.Contains(err.Error(), "names T2") {
+		t.Errorf("bad pattern: %v", err)
+	}
+	// A site whose FLAIR uses TI 1300 ms moves the bound; the same header flips label.
+	h := Acquisition{Modality: "MR", ScanningSequence: []string{"SE", "IR"}, RepetitionTime: 8000, EchoTime: 110, InversionTime: 1300, SeriesDescription: "ax flair"}
+	c, _ := NewClassifier(DefaultRules())
+	if got := c.Classify(h); got.Label != Unknown {
+		t.Errorf("TI 1300 with default rules: %s", got.Label)
+	}
+	r = DefaultRules()
+	r.FLAIRMinTI = 1200
+	c, _ = NewClassifier(r)
+	if got := c.Classify(h); got.Label != FLAIR {
+		t.Errorf("TI 1300 with flair_min_ti_ms 1200: %s (%s)", got.Label, got.Reason)
+	}
+}
