@@ -295,3 +295,13 @@ func rssWith8(t *testing.T, storescu, dir string, files []string) float64 {
 	}
 	return 0
 }
+
+// TestWriteBenchSeries writes the benchmark's phantom series into $MIDLINE_BENCH_WRITE, for
+// profiling the receiver by hand; skipped otherwise.
+func TestWriteBenchSeries(t *testing.T) {
+	dir := os.Getenv("MIDLINE_BENCH_WRITE")
+	if dir == "" {
+		t.Skip("set MIDLINE_BENCH_WRITE to a folder")
+	}
+	phantom{series: uidFor("bench"), n: envInt("MIDLINE_BENCH_N", 500), rows: 512, cols: 512}.write(t, dir)
+}

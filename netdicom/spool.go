@@ -62,7 +62,8 @@ type Spool struct {
 	seq       atomic.Uint64
 	// mu orders pruning against commits: a commit holds it shared from folder creation to
 	// rename, Prune holds it exclusively, so a late instance never lands in a folder being removed.
-	mu sync.RWMutex
+	mu      sync.RWMutex
+	folders sync.Map // series folders that exist, their entries durable
 }
 
 // SpoolOptions configure a Spool.
@@ -275,15 +276,20 @@ func (p *Pending) durable(folder, path string) (dup bool, err error) {
 	return false, fp(FailAfterDirSync)
 }
 
-// ensureFolder creates a series folder and makes its entry in the parent durable.
+// ensureFolder creates a series folder and makes its entry in the parent durable. Folders
+// known to exist durably are remembered; Prune forgets the ones it removes.
 func (s *Spool) ensureFolder(folder string) error {
-	if _, err := os.Stat(folder); err == nil {
+	if _, ok := s.folders.Load(folder); ok {
 		return nil
 	}
 	if err := os.Mkdir(folder, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("netdicom: spool folder: %w", err)
 	}
-	return s.syncDir(filepath.Dir(folder))
+	if err := s.syncDir(filepath.Dir(folder)); err != nil {
+		return err
+	}
+	s.folders.Store(folder, true)
+	return nil
 }
 
 func (s *Spool) syncDir(dir string) error {
@@ -301,7 +307,8 @@ func (s *Spool) syncDir(dir string) error {
 	return nil
 }
 
-// sameContent reports whether path exists with exactly the bytes of tmp.
+// sameContent reports whether path exists with exactly the bytes of tmp (compared in chunks,
+// stopping at the first difference).
 func sameContent(tmp, path string) (bool, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -311,25 +318,32 @@ func sameContent(tmp, path string) (bool, error) {
 	if err != nil || tt.Size() != st.Size() {
 		return false, err
 	}
-	a, err := fileDigest(tmp)
+	a, err := os.Open(tmp)
 	if err != nil {
 		return false, err
 	}
-	b, err := fileDigest(path)
-	return err == nil && bytes.Equal(a, b), err
-}
-
-func fileDigest(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	defer a.Close()
+	b, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return nil, err
+	defer b.Close()
+	var ba, bb [32 << 10]byte
+	for {
+		n, err := io.ReadFull(a, ba[:])
+		if n > 0 {
+			if _, err := io.ReadFull(b, bb[:n]); err != nil || !bytes.Equal(ba[:n], bb[:n]) {
+				return false, nil
+			}
+		}
+		switch err {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return true, nil
+		default:
+			return false, err
+		}
 	}
-	return h.Sum(nil), nil
 }
 
 // Scan lists every stored instance, as after a restart. Files that do not read back as a
@@ -461,6 +475,7 @@ func (s *Spool) Prune(now time.Time, maxAge time.Duration) ([]string, error) {
 		if err != nil || !old || instanceDigest(sops) != ps.Digest {
 			continue
 		}
+		s.folders.Delete(folder)
 		if err := os.RemoveAll(folder); err != nil {
 			return removed, fmt.Errorf("netdicom: prune %s: %w", folder, err)
 		}
@@ -471,6 +486,7 @@ func (s *Spool) Prune(now time.Time, maxAge time.Duration) ([]string, error) {
 	for _, p := range aside {
 		if st, err := os.Stat(p); err == nil && st.ModTime().Before(cutoff) {
 			os.Remove(p)
+			s.folders.Delete(filepath.Dir(p))
 			os.Remove(filepath.Dir(p)) // only succeeds once the folder is empty
 		}
 	}

@@ -1,6 +1,7 @@
 package netdicom
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -45,5 +46,36 @@ func TestPruneRemovesOnlyOldProcessedSeries(t *testing.T) {
 	}
 	if _, err := os.Stat(ts.storedPath(b.series, b.instanceUID(0))); err != nil {
 		t.Errorf("unprocessed series pruned: %v", err)
+	}
+}
+
+func TestSameContent(t *testing.T) {
+	dir := t.TempDir()
+	big := bytes.Repeat([]byte("midline"), 20000) // longer than one comparison chunk
+	flipped := bytes.Clone(big)
+	flipped[len(flipped)-1] ^= 1
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tmp := write("tmp", big)
+	for _, tc := range []struct {
+		name string
+		path string
+		want bool
+	}{
+		{"identical", write("same", big), true},
+		{"last byte differs", write("flipped", flipped), false},
+		{"shorter", write("short", big[:100]), false},
+		{"missing", filepath.Join(dir, "none"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, err := sameContent(tmp, tc.path); got != tc.want || err != nil {
+				t.Errorf("sameContent = %v, %v; want %v", got, err, tc.want)
+			}
+		})
 	}
 }
