@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/midline-rt/midline/internal/testenv"
 	"github.com/midline-rt/midline/netdicom"
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/frame"
@@ -81,11 +82,8 @@ func TestLoadRescale(t *testing.T) {
 
 // Every accepted transfer syntax gives the same voxels: dcmtk converts the files.
 func TestLoadTransferSyntaxes(t *testing.T) {
-	for _, tool := range []string{"dcmconv", "dcmcrle"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s (dcmtk) not installed: make setup", tool)
-		}
-	}
+	testenv.Require(t, "dcmconv")
+	testenv.Require(t, "dcmcrle")
 	s := defaultSynth()
 	src := s.write(t, t.TempDir())
 	for _, tc := range []struct {
