@@ -57,32 +57,38 @@ func TestBenchReceivers(t *testing.T) {
 	fmt.Printf("\n%d instances, %.1f MB in all, %d repetitions; storescu with TCP_NODELAY=1\n\n", n, float64(total)/1e6, reps)
 	fmt.Println("| receiver | 1 association: instances/s | MB/s | 4 associations: instances/s | MB/s |")
 	fmt.Println("|---|---|---|---|---|")
-	var base [2]float64
-	results := map[string][2]float64{}
-	for _, tg := range targets {
-		var one, four []float64
-		for r := range reps {
+	// Repetitions alternate the receivers (a, b, c, d, a, b, ...) so that drift in the shared
+	// machine's load spreads over all of them; each cell is the median of its repetitions.
+	times := map[string][2][]float64{}
+	for r := range reps {
+		for ti, tg := range targets {
 			for k, groups := range [][][]string{{files}, quarters} {
-				dir := filepath.Join(root, fmt.Sprintf("run-%d-%d-%d", len(results), r, k))
+				dir := filepath.Join(root, fmt.Sprintf("run-%d-%d-%d", ti, r, k))
 				addr, stop := tg.start(t, dir)
 				start := time.Now()
 				runStorescus(t, storescu, addr, groups)
 				d := time.Since(start)
 				stop()
 				os.RemoveAll(dir)
-				if k == 0 {
-					one = append(one, d.Seconds())
-				} else {
-					four = append(four, d.Seconds())
-				}
+				v := times[tg.name]
+				v[k] = append(v[k], d.Seconds())
+				times[tg.name] = v
 			}
 		}
-		m1, m4 := median(one), median(four)
+	}
+	var base [2]float64
+	results := map[string][2]float64{}
+	for _, tg := range targets {
+		m1, m4 := median(times[tg.name][0]), median(times[tg.name][1])
 		results[tg.name] = [2]float64{float64(n) / m1, float64(n) / m4}
 		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.0f |\n", tg.name, float64(n)/m1, float64(total)/1e6/m1, float64(n)/m4, float64(total)/1e6/m4)
 		if strings.HasPrefix(tg.name, "(c)") {
-			base = [2]float64{float64(n) / m1, float64(n) / m4}
+			base = results[tg.name]
 		}
+	}
+	fmt.Println("\nSeconds per repetition (1 association):")
+	for _, tg := range targets {
+		fmt.Printf("- %s: %.2f\n", tg.name, times[tg.name][0])
 	}
 	fmt.Println("\nRatios to storescp (instances/s, 1 association / 4 associations):")
 	for _, tg := range targets {
