@@ -50,7 +50,7 @@ func WriteConformance(w io.Writer, firmwareVersion string) error {
 	p("| Maximum PDU received | `dicom.max_pdu` (default %d, range %d to %d) |", DefaultMaxPDU, MinPDU, MaxPDULimit)
 	p("| Maximum associations | `dicom.max_associations` (default %d); more are rejected transiently |", DefaultMaxAssociations)
 	p("| Asynchronous operations window | not supported; answered as 1/1 |")
-	p("| SCP/SCU role selection | not negotiated |")
+	p("| SCP/SCU role selection | answered for known classes: the requester may be SCU; Midline never takes the SCU role |")
 	p("| Extended negotiation, user identity | ignored |")
 	p("")
 	p("#### Association acceptance policy")

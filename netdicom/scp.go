@@ -289,6 +289,7 @@ func (s *Server) associate(c *ulConn, rq *assocPDU, busy bool, log *slog.Logger)
 			a.ctxs[pc.ID] = acceptedCtx{abstract: pc.AbstractSyntax, ts: res.TransferSyntax[0]}
 		}
 	}
+	ac.Roles = answerRoles(rq.Roles)
 	c.peerMax = rq.MaxPDU
 	if err := c.writeRaw(ac.encode(true)); err != nil {
 		return nil, err
@@ -335,6 +336,18 @@ func (s *Server) policy(rq *assocPDU, from netip.Addr, busy bool) *RejectError {
 		}
 	}
 	return nil
+}
+
+// answerRoles answers SCP/SCU role selection (PS3.7 D.3.3.4): a requester may be the SCU of a
+// class Midline knows; Midline never takes the SCU role (it does not do C-GET).
+func answerRoles(rq []RoleSelection) []RoleSelection {
+	var out []RoleSelection
+	for _, r := range rq {
+		if _, ok := lookupSOPClass(r.SOPClass); ok {
+			out = append(out, RoleSelection{SOPClass: r.SOPClass, SCU: r.SCU, SCP: false})
+		}
+	}
+	return out
 }
 
 // negotiate answers one presentation context: the caller's first proposed transfer syntax that

@@ -212,3 +212,12 @@ func TestIdleConnectionsDoNotTakeAssociationSlots(t *testing.T) {
 	}
 	t.Fatalf("no echo after the flood: %v", err)
 }
+
+func TestRoleSelectionAnswers(t *testing.T) {
+	got := answerRoles([]RoleSelection{{SOPClass: MRImageStorageUID, SCU: true}, {SOPClass: MRImageStorageUID, SCU: true, SCP: true},
+		{SOPClass: "1.2.840.10008.5.1.4.1.1.2", SCU: true}})
+	want := []RoleSelection{{SOPClass: MRImageStorageUID, SCU: true}, {SOPClass: MRImageStorageUID, SCU: true}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("answerRoles = %+v, want %+v", got, want)
+	}
+}
