@@ -34,8 +34,9 @@ type HeadInfo struct {
 }
 
 const (
-	maxNesting   = 32
-	maxWantedLen = 1024
+	maxNesting      = 32
+	maxWantedLen    = 1024
+	maxInflatedHead = 64 << 20
 )
 
 // headReader walks top-level elements of a data set in one transfer syntax.
@@ -58,7 +59,9 @@ func ReadHead(r io.Reader, tsUID string) (HeadInfo, error) {
 	if ts.deflated {
 		fr := flate.NewReader(r)
 		defer fr.Close()
-		r = fr
+		// A deflate bomb could make skipping cost gigabytes of inflation; the attributes read
+		// here come in the first few kilobytes of any real data set.
+		r = io.LimitReader(fr, maxInflatedHead)
 	}
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(r)

@@ -2,6 +2,7 @@ package netdicom
 
 import (
 	"bytes"
+	"compress/flate"
 	"io"
 	"os"
 	"path/filepath"
@@ -67,5 +68,25 @@ func TestFileMetaRoundTrip(t *testing.T) {
 	in.DataOffset = int64(len(b))
 	if got != in {
 		t.Errorf("ReadFileMeta = %+v, want %+v", got, in)
+	}
+}
+
+// TestReadHeadStopsInflatingABomb deflates a data set whose first element is 128 MiB of zeros,
+// followed by a valid SOP Class UID: without the inflation limit ReadHead would inflate it all
+// and find the UID; with it, it stops and reports the data set unreadable.
+func TestReadHeadStopsInflatingABomb(t *testing.T) {
+	var raw bytes.Buffer
+	w, _ := flate.NewWriter(&raw, flate.BestSpeed)
+	const n = 128 << 20
+	w.Write([]byte{0x07, 0x00, 0x10, 0x00, 'O', 'B', 0, 0, 0, 0, 0, n >> 24}) // (0007,0010) OB, 128 MiB
+	zeros := make([]byte, 1<<20)
+	for range n >> 20 {
+		w.Write(zeros)
+	}
+	w.Write([]byte{0x08, 0x00, 0x16, 0x00, 'U', 'I', 4, 0, '1', '.', '2', 0})
+	w.Close()
+	head, err := ReadHead(bytes.NewReader(raw.Bytes()), DeflatedExplicitVRLE)
+	if err == nil || head.SOPClassUID != "" {
+		t.Fatalf("ReadHead inflated past its limit: %+v, %v", head, err)
 	}
 }
