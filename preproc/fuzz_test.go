@@ -9,9 +9,10 @@ import (
 
 // FuzzLoadInstance feeds one file to the series loader: any error is fine, a panic or an
 // allocation beyond the limits is not. Seeds: every committed instance (five transfer
-// syntaxes) and a phantom slice.
+// syntaxes), a small Enhanced MR multi-frame instance and a phantom slice.
 func FuzzLoadInstance(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/instances/*.dcm")
+	seeds = append(seeds, filepath.Join("testdata", "seeds", "enhanced_small.dcm"))
 	seeds = append(seeds, filepath.Join(phantomDir, "T2", "IM0001.dcm"))
 	for _, s := range seeds {
 		b, err := os.ReadFile(s)

@@ -105,6 +105,7 @@ type instance struct {
 	series    string
 	forUID    string
 	patientID string
+	expected  int // ImagesInAcquisition, 0 when absent
 	elems     []*dicom.Element
 	lim       Limits
 }
@@ -143,6 +144,9 @@ func LoadSeries(ctx context.Context, paths []string, opt Options) (*Volume, erro
 	if err != nil {
 		return nil, err
 	}
+	if err := checkCount(insts, len(frames)); err != nil {
+		return nil, err
+	}
 	if v := int64(g.Rows) * int64(g.Cols) * int64(len(frames)); v > opt.Limits.MaxVoxels {
 		return nil, fmt.Errorf("%w: %d voxels, at most %d", ErrTooLarge, v, opt.Limits.MaxVoxels)
 	}
@@ -151,11 +155,31 @@ func LoadSeries(ctx context.Context, paths []string, opt Options) (*Volume, erro
 		v.SOPInstanceUIDs = append(v.SOPInstanceUIDs, f.inst.sopInst)
 		v.Frames = append(v.Frames, f.index+1)
 	}
+	for _, in := range insts {
+		if in != frames[0].inst {
+			in.elems = nil // only the first slice's header is kept
+		}
+	}
 	if err := readPixels(ctx, v, frames); err != nil {
 		return nil, err
 	}
 	v.Header = makeHeader(frames[0].inst)
 	return v, nil
+}
+
+// checkCount refuses a single-frame series with fewer slices than every instance's
+// ImagesInAcquisition says: a slice missing at either end leaves no gap to see.
+func checkCount(insts []*instance, n int) error {
+	want := insts[0].expected
+	for _, in := range insts {
+		if in.expected != want || len(in.frames) != 1 {
+			return nil
+		}
+	}
+	if want > n {
+		return fmt.Errorf("%w: %d of the %d images ImagesInAcquisition announces", ErrMissingSlice, n, want)
+	}
+	return nil
 }
 
 // checkIdentity refuses instances of different patients or studies, and mixed series.
@@ -387,6 +411,7 @@ func (in *instance) describe(lim Limits, rle bool) error {
 	in.sopClass, in.sopInst = str(e, tag.SOPClassUID), str(e, tag.SOPInstanceUID)
 	in.study, in.series, in.forUID = str(e, tag.StudyInstanceUID), str(e, tag.SeriesInstanceUID), str(e, tag.FrameOfReferenceUID)
 	in.patientID = str(e, tag.PatientID)
+	in.expected = max(integer(e, tag.ImagesInAcquisition), 0)
 	if in.sopInst == "" || in.series == "" {
 		return fmt.Errorf("%w: no SOP Instance UID or Series Instance UID", ErrBadInstance)
 	}

@@ -297,6 +297,9 @@ func TestLoadBadInput(t *testing.T) {
 			s.value = func(i, r, c int) uint16 { return 1 }
 		}, Options{}, ErrInconsistent, "matrices"},
 		{"one slice", func(s *synth) { s.n = 1 }, Options{}, ErrTooFewSlices, "1 slice"},
+		{"end slice missing", func(s *synth) {
+			s.extra = func(i int) []*dicom.Element { return []*dicom.Element{el(t, tag.ImagesInAcquisition, []string{"6"})} }
+		}, Options{}, ErrMissingSlice, "5 of the 6 images"},
 		{"repeated position", func(s *synth) {
 			s.pos = func(i int) Vec3 { return Vec3{0, 0, float64(3 * (i / 2))} }
 		}, Options{}, ErrInconsistent, "repeated positions"},

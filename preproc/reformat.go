@@ -70,21 +70,27 @@ func nativeIndexOf(g Geometry, p Vec3) Vec3 {
 }
 
 // ToAxial resamples v (on rf.Native) onto the axial grid; points outside the native volume get
-// fill (the caller's air value, e.g. the series minimum).
+// fill (the caller's air value, e.g. the series minimum). It holds a second volume; a runner
+// short of memory takes one axial slice at a time with ToAxialSlice.
 func (rf *Reformat) ToAxial(v *Volume, fill float32) *Volume {
 	ax := rf.Axial
 	out := &Volume{Geometry: ax, Pixels: make([]float32, ax.Rows*ax.Cols*ax.Slices()), Header: v.Header}
-	n := Vec3{float64(rf.Native.Slices()), float64(rf.Native.Rows), float64(rf.Native.Cols)}
 	for k := range ax.Slices() {
-		s := out.Slice(k)
-		for i := range ax.Rows {
-			p := rf.base.add(rf.dk.scale(float64(k))).add(rf.di.scale(float64(i)))
-			for j := range ax.Cols {
-				s[i*ax.Cols+j] = trilinear(v.Pixels, n, p.add(rf.dj.scale(float64(j))), fill, false)
-			}
-		}
+		rf.ToAxialSlice(out.Slice(k), v.Pixels, k, fill)
 	}
 	return out
+}
+
+// ToAxialSlice writes axial slice k (Axial.Rows x Cols) sampled from the native voxels.
+func (rf *Reformat) ToAxialSlice(dst, native []float32, k int, fill float32) {
+	ax := rf.Axial
+	n := Vec3{float64(rf.Native.Slices()), float64(rf.Native.Rows), float64(rf.Native.Cols)}
+	for i := range ax.Rows {
+		p := rf.base.add(rf.dk.scale(float64(k))).add(rf.di.scale(float64(i)))
+		for j := range ax.Cols {
+			dst[i*ax.Cols+j] = trilinear(native, n, p.add(rf.dj.scale(float64(j))), fill, false)
+		}
+	}
 }
 
 // ToNative maps an axial volume (a probability map on rf.Axial) back onto the native grid;
