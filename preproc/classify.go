@@ -104,7 +104,13 @@ type excluded struct {
 }
 
 // NewClassifier compiles rules; a bad regular expression is an error naming it.
+// Configuration should decode onto DefaultRules(), so that absent keys keep their defaults.
 func NewClassifier(r Rules) (*Classifier, error) {
+	if !(0 < r.STIRMaxTI && r.STIRMaxTI < r.FLAIRMinTI && 0 < r.T1MaxTE && r.T1MaxTE < r.T2MinTE &&
+		0 < r.T1MaxTR && r.T1MaxTR < r.T2MinTR && 0 < r.T2StarMinTE) {
+		return nil, fmt.Errorf("preproc: classification thresholds out of order: need 0 < stir_max_ti_ms < flair_min_ti_ms, 0 < t1_max_te_ms < t2_min_te_ms, 0 < t1_max_tr_ms < t2_min_tr_ms, 0 < t2star_min_te_ms: %+v",
+			[]float64{r.STIRMaxTI, r.FLAIRMinTI, r.T1MaxTE, r.T2MinTE, r.T1MaxTR, r.T2MinTR, r.T2StarMinTE})
+	}
 	c := &Classifier{r: r, names: map[Label]*regexp.Regexp{}, vendors: map[string]map[Label]*regexp.Regexp{}}
 	var err error
 	if c.unfit, err = anyOf("unfit", r.Unfit); err != nil {

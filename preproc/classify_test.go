@@ -105,6 +105,9 @@ func TestClassifierRules(t *testing.T) {
 	if _, err := NewClassifier(r); err == nil || !strings.Contains(err.Error(), "names T2") {
 		t.Errorf("bad pattern: %v", err)
 	}
+	if _, err := NewClassifier(Rules{FLAIRMinTI: 1500}); err == nil {
+		t.Error("rules with zero thresholds accepted")
+	}
 	// A site whose FLAIR uses TI 1300 ms moves the bound; the same header flips label.
 	h := Acquisition{Modality: "MR", ScanningSequence: []string{"SE", "IR"}, RepetitionTime: 8000, EchoTime: 110, InversionTime: 1300, SeriesDescription: "ax flair"}
 	c, _ := NewClassifier(DefaultRules())
