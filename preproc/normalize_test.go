@@ -124,3 +124,27 @@ func TestResampleProperties(t *testing.T) {
 		t.Error("resampling to the same grid is not the identity")
 	}
 }
+
+// Resamplers give the goldens' results through the accel.Resampler-shaped API.
+func TestResamplersMatchGoldens(t *testing.T) {
+	g := readGoldenIndex(t)
+	z := Plane{Rows: g.Native.Shape[0], Cols: g.Native.Shape[1], Pix: readF32(t, g.Native)}
+	var rs Resamplers
+	c := g.Resample["odd_3.0"]
+	for range 2 { // the second round reuses the cached resamplers
+		p := rs.ToScale(z, c.Spacing, c.Scale)
+		if p.Rows != c.Shape[0] || p.Cols != c.Shape[1] || !slices.Equal(p.Pix, readF32(t, c.goldenImage)) {
+			t.Fatalf("ToScale: %dx%d", p.Rows, p.Cols)
+		}
+		back := rs.ToNative(p, z.Rows, z.Cols)
+		if !slices.Equal(back.Pix, readF32(t, *c.Back)) {
+			t.Fatal("ToNative differs from infer.to_native")
+		}
+	}
+	if len(rs.m) != 2 {
+		t.Errorf("%d cached resamplers, want 2", len(rs.m))
+	}
+	if p := rs.ToScale(Plane{Rows: 3, Cols: 3, Pix: make([]float32, 9)}, [2]float64{0, 1}, 1); len(p.Pix) != 0 {
+		t.Error("zero spacing resampled")
+	}
+}

@@ -5,10 +5,63 @@ import (
 	"math"
 )
 
-// Plane is one 2D image, row-major.
+// Plane is one 2D image, row-major. Its layout equals accel.Image's, so the two convert
+// into each other.
 type Plane struct {
 	Rows, Cols int
 	Pix        []float32
+}
+
+// Resamplers keeps one Resampler per (size, spacing, scale) so that a series' slices reuse
+// kernels, coordinates and buffers. It provides the two operations of accel.Resampler; it is
+// not safe for concurrent use.
+type Resamplers struct {
+	m map[resamplerKey]*Resampler
+}
+
+type resamplerKey struct {
+	rows, cols, outRows, outCols int
+	spacing                      [2]float64
+	scale                        float64
+}
+
+// ToScale resamples src, of pixel spacing (row, column) mm, to scale mm (anti-aliased when
+// shrinking). Invalid sizes or spacings give an empty Plane.
+func (rs *Resamplers) ToScale(src Plane, spacing [2]float64, scale float64) Plane {
+	k := resamplerKey{rows: src.Rows, cols: src.Cols, spacing: spacing, scale: scale}
+	r := rs.get(k, func() (*Resampler, error) { return NewResampler(src.Rows, src.Cols, spacing, scale) })
+	return run(r, src)
+}
+
+// ToNative maps src (at a model scale) back onto a rows x cols grid, bilinear, no filter.
+func (rs *Resamplers) ToNative(src Plane, rows, cols int) Plane {
+	k := resamplerKey{rows: src.Rows, cols: src.Cols, outRows: rows, outCols: cols}
+	r := rs.get(k, func() (*Resampler, error) { return NewResamplerTo(src.Rows, src.Cols, rows, cols) })
+	return run(r, src)
+}
+
+func (rs *Resamplers) get(k resamplerKey, mk func() (*Resampler, error)) *Resampler {
+	if r, ok := rs.m[k]; ok {
+		return r
+	}
+	r, err := mk()
+	if err != nil {
+		return nil
+	}
+	if rs.m == nil {
+		rs.m = map[resamplerKey]*Resampler{}
+	}
+	rs.m[k] = r
+	return r
+}
+
+func run(r *Resampler, src Plane) Plane {
+	if r == nil || len(src.Pix) != src.Rows*src.Cols {
+		return Plane{}
+	}
+	out := Plane{Rows: r.outR, Cols: r.outC, Pix: make([]float32, r.outR*r.outC)}
+	r.Resample(out.Pix, src.Pix)
+	return out
 }
 
 // ResampledSize is the in-plane size at scale mm: n' = max(1, round(n x spacing / scale)) per
