@@ -298,7 +298,7 @@ func isPermanent(err error) bool {
 	case errors.As(err, &pe):
 		return true
 	case errors.As(err, &rj):
-		return rj.Result == rjPermanent
+		return !rj.Transient()
 	case errors.As(err, &se):
 		return se.Status&0xFF00 != 0xA700 && se.Status != StatusProcessingFail
 	case errors.Is(err, ErrNoContext):

@@ -407,6 +407,10 @@ func (e *RejectError) Error() string {
 	return fmt.Sprintf("netdicom: association rejected (%s, source %d, reason %d: %s)", kind, e.Source, e.Reason, rejectReason(e.Source, e.Reason))
 }
 
+// Transient reports whether the refusal may go away by itself (the peer is busy), so that the
+// request is worth repeating later.
+func (e *RejectError) Transient() bool { return e.Result == rjTransient }
+
 func rejectReason(source, reason byte) string {
 	switch {
 	case source == rjSourceUser && reason == rjAppContextNotSupport:
