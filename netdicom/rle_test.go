@@ -15,6 +15,12 @@ import (
 
 // writeFrames writes a multi-frame grayscale phantom of the given size and bit depth.
 func writeFrames(t *testing.T, path string, rows, cols, frames, bits int) {
+	writeFramesOf(t, path, MRImageStorageUID, rows, cols, frames, bits)
+}
+
+// writeFramesOf writes the multi-frame phantom as an instance of sopClass; its series UID is
+// its SOP Instance UID + ".1".
+func writeFramesOf(t *testing.T, path, sopClass string, rows, cols, frames, bits int) {
 	t.Helper()
 	var fr []*frame.Frame
 	for f := range frames {
@@ -37,10 +43,10 @@ func writeFrames(t *testing.T, path string, rows, cols, frames, bits int) {
 	}
 	sop := uidFor(path)
 	elems := []*dicom.Element{
-		mustElem(t, tag.MediaStorageSOPClassUID, []string{MRImageStorageUID}),
+		mustElem(t, tag.MediaStorageSOPClassUID, []string{sopClass}),
 		mustElem(t, tag.MediaStorageSOPInstanceUID, []string{sop}),
 		mustElem(t, tag.TransferSyntaxUID, []string{ExplicitVRLittleEndian}),
-		mustElem(t, tag.SOPClassUID, []string{MRImageStorageUID}),
+		mustElem(t, tag.SOPClassUID, []string{sopClass}),
 		mustElem(t, tag.SOPInstanceUID, []string{sop}),
 		mustElem(t, tag.Modality, []string{"MR"}),
 		mustElem(t, tag.SeriesInstanceUID, []string{sop + ".1"}),

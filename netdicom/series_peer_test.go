@@ -3,6 +3,7 @@ package netdicom
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -39,6 +40,16 @@ func TestSeriesSignalsWithStorescu(t *testing.T) {
 		p := phantom{series: uidFor(t.Name()), n: 4, rows: 8, cols: 8}
 		send(ts, p.write(t, t.TempDir())...)
 		if ev := waitEvents(t, ts, 1)[0]; ev.Reason != ReadyRelease || len(ev.Paths) != 4 {
+			t.Errorf("event %+v", ev)
+		}
+	})
+	t.Run("one Enhanced MR instance", func(t *testing.T) {
+		ts := startServer(t, Options{SeriesTimeout: time.Hour, ReleaseGrace: 50 * time.Millisecond})
+		path := filepath.Join(t.TempDir(), "enhanced.dcm")
+		writeFramesOf(t, path, EnhancedMRStorageUID, 16, 16, 12, 16)
+		send(ts, path)
+		ev := waitEvents(t, ts, 1)[0]
+		if ev.Reason != ReadyRelease || len(ev.Paths) != 1 || fileMeta(t, ev.Paths[0]).SOPClassUID != EnhancedMRStorageUID {
 			t.Errorf("event %+v", ev)
 		}
 	})
