@@ -187,8 +187,11 @@ func checkIdentity(insts []*instance) error {
 	a := insts[0]
 	seen := map[string]bool{}
 	for _, b := range insts {
-		if b.patientID != a.patientID || b.study != a.study {
-			return fmt.Errorf("%w: %s and %s", ErrWrongPatient, a.path, b.path)
+		switch {
+		case b.patientID != a.patientID:
+			return fmt.Errorf("%w: PatientID differs between %s and %s", ErrWrongPatient, a.path, b.path)
+		case b.study != a.study:
+			return fmt.Errorf("%w: StudyInstanceUID differs between %s and %s", ErrWrongPatient, a.path, b.path)
 		}
 		switch {
 		case b.series != a.series:

@@ -313,10 +313,10 @@ func TestLoadBadInput(t *testing.T) {
 		{"infinite intercept", func(s *synth) { s.slope, s.intercept = "1", "1e+999" }, Options{}, ErrBadValues, "RescaleIntercept"},
 		{"other patient", func(s *synth) {
 			s.patient = func(i int) string { return fmt.Sprintf("SYNTH-%04d", 1+i/4) }
-		}, Options{}, ErrWrongPatient, ""},
+		}, Options{}, ErrWrongPatient, "PatientID differs"},
 		{"other study", func(s *synth) {
 			s.study = func(i int) string { return fmt.Sprintf("2.25.%d", 1000+i/4) }
-		}, Options{}, ErrWrongPatient, ""},
+		}, Options{}, ErrWrongPatient, "StudyInstanceUID differs"},
 		{"shifted in plane", func(s *synth) {
 			s.pos = func(i int) Vec3 { return Vec3{float64(i / 3), 0, 3 * float64(i)} }
 		}, Options{}, ErrInconsistent, "shifted"},
@@ -364,4 +364,13 @@ func TestLoadDamagedFiles(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+func TestLoadCancelled(t *testing.T) {
+	paths := defaultSynth().write(t, t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := LoadSeries(ctx, paths, Options{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
 }
