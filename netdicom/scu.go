@@ -37,7 +37,8 @@ func (o ClientOptions) withDefaults() ClientOptions {
 	return o
 }
 
-// Association is the requester's side of an association.
+// Association is the requester's side of an association. One goroutine at a time uses it:
+// DIMSE over it is synchronous (asynchronous operations window 1).
 type Association struct {
 	c        *ulConn
 	o        ClientOptions
