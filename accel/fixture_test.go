@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/midline-rt/midline/internal/testenv"
 )
 
 // goldenManifest is accel/testdata/fixture_golden/manifest.json, written by
@@ -153,9 +157,48 @@ func TestEdgeTPUWithoutItsLibraryIsAClearError(t *testing.T) {
 	if err := lib.probe(EdgeTPULibrary); err == nil {
 		t.Skip("libedgetpu.so.1 is installed here")
 	}
-	_, err := Open(filepath.Join("testdata", "fixture.tflite"), Options{Engine: EdgeTPU})
-	if err == nil || !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("Open on edgetpu without its library: %v, want ErrUnavailable", err)
+	_, err := Open(compiledLookalike(t), Options{Engine: EdgeTPU})
+	if err == nil || !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), EdgeTPULibrary) {
+		t.Fatalf("Open on edgetpu without its library: %v, want ErrUnavailable naming %s", err, EdgeTPULibrary)
+	}
+}
+
+// compiledLookalike is the fixture model with the Edge TPU's custom op name appended: it passes
+// the compiled-model check, and TFLite still reads it (trailing bytes are ignored).
+func compiledLookalike(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "fixture.tflite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "model_edgetpu.tflite")
+	if err := os.WriteFile(p, append(b, edgeTPUCustomOp...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestEdgeTPUStubThatFailsIsAClearError builds a stand-in libedgetpu.so.1 whose delegate
+// creation fails, as the real one does without a device, and checks that opening a model on it
+// is an error with no crash.
+func TestEdgeTPUStubThatFailsIsAClearError(t *testing.T) {
+	cc := testenv.Require(t, "cc")
+	stub := filepath.Join(t.TempDir(), "libedgetpu.so.1")
+	out, err := exec.Command(cc, "-shared", "-fPIC", "-o", stub, filepath.Join("testdata", "edgetpu_stub.c")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cc: %v\n%s", err, out)
+	}
+	o := Options{Engine: EdgeTPU, EdgeTPULibrary: stub}
+	if err := lib.probe(stub); err != nil {
+		t.Fatalf("the stub does not load: %v", err)
+	}
+	m, err := Open(compiledLookalike(t), o)
+	if err == nil {
+		m.Close()
+		t.Fatal("a model opened on an Edge TPU delegate that failed")
+	}
+	if !strings.Contains(err.Error(), "no Edge TPU device found") {
+		t.Errorf("the error does not carry the library's own reason: %v", err)
 	}
 }
 

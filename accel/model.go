@@ -1,9 +1,12 @@
 package accel
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"sync"
 	"unsafe"
 )
@@ -56,6 +59,16 @@ func (t TensorInfo) Elements() int {
 type Options struct {
 	Engine  Kind // CPU when empty
 	Threads int  // CPU threads for TFLite's kernels; 0 lets TFLite choose
+	// EdgeTPULibrary is the Edge TPU runtime to load; empty means libedgetpu.so.1 (tests point
+	// it at a stub).
+	EdgeTPULibrary string
+}
+
+func (o Options) edgeTPULibrary() string {
+	if o.EdgeTPULibrary != "" {
+		return o.EdgeTPULibrary
+	}
+	return EdgeTPULibrary
 }
 
 // runtime is the TFLite C library as accel uses it.
@@ -100,8 +113,18 @@ func open(r runtime, path string, o Options) (*Model, error) {
 	if o.Threads < 0 {
 		return nil, fmt.Errorf("accel: threads must be >= 0, got %d", o.Threads)
 	}
+	compiled, err := compiledForEdgeTPU(path)
+	if err != nil {
+		return nil, fmt.Errorf("accel: open %s: %w", path, err)
+	}
+	switch {
+	case o.Engine == EdgeTPU && !compiled:
+		return nil, fmt.Errorf("accel: open %s on %s: the model is not compiled for the Edge TPU (no %s op): run edgetpu_compiler, or use the cpu engine", path, o.Engine, edgeTPUCustomOp)
+	case o.Engine != EdgeTPU && compiled:
+		return nil, fmt.Errorf("accel: open %s on %s: the model is compiled for the Edge TPU and needs its delegate: use the edgetpu engine or the bundle's cpu target", path, o.Engine)
+	}
 	if o.Engine == EdgeTPU {
-		if err := r.probe(EdgeTPULibrary); err != nil {
+		if err := r.probe(o.edgeTPULibrary()); err != nil {
 			return nil, fmt.Errorf("accel: open %s on %s: %w: %v", path, o.Engine, ErrUnavailable, err)
 		}
 	}
@@ -208,4 +231,29 @@ func bytesOf(v []int8) []byte {
 		return nil
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), len(v))
+}
+
+// edgeTPUCustomOp is the custom operator edgetpu_compiler puts in the models it compiles.
+const edgeTPUCustomOp = "edgetpu-custom-op"
+
+// maxModelBytes bounds what is read of a model file to look for the Edge TPU's custom op.
+const maxModelBytes = 256 << 20
+
+// compiledForEdgeTPU reports whether a model file holds the Edge TPU's custom operator. It looks
+// for the operator's name among the file's bytes (custom operator codes are stored as plain
+// strings), which is enough to tell a compiled model from a plain one.
+func compiledForEdgeTPU(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxModelBytes+1))
+	if err != nil {
+		return false, err
+	}
+	if len(b) > maxModelBytes {
+		return false, fmt.Errorf("model file larger than %d bytes", maxModelBytes)
+	}
+	return bytes.Contains(b, []byte(edgeTPUCustomOp)), nil
 }

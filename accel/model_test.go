@@ -3,6 +3,8 @@ package accel
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -47,6 +49,21 @@ func (f *fakeInterp) output(i int, b []byte) error {
 }
 func (f *fakeInterp) close() { f.closed++ }
 
+// modelFile writes a stand-in model file; the fake runtime never parses it, but Open reads it to
+// tell Edge TPU models from plain ones.
+func modelFile(t *testing.T, compiled bool) string {
+	t.Helper()
+	body := "TFL3 stand-in"
+	if compiled {
+		body += " " + edgeTPUCustomOp
+	}
+	p := filepath.Join(t.TempDir(), "m.tflite")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func int8Tensor(name string, shape ...int) TensorInfo {
 	t := TensorInfo{Name: name, Type: Int8, Shape: shape, Scale: 1.0 / 256, ZeroPoint: -128}
 	t.Bytes = t.Elements()
@@ -83,7 +100,7 @@ func TestOpenChecksTheModelSignature(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			it := &fakeInterp{in: tc.in, out: tc.out}
-			_, err := open(&fakeRuntime{it: it}, "m.tflite", Options{})
+			_, err := open(&fakeRuntime{it: it}, modelFile(t, false), Options{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
 			}
@@ -96,7 +113,7 @@ func TestOpenChecksTheModelSignature(t *testing.T) {
 
 func TestOpenDefaultsAndValidatesOptions(t *testing.T) {
 	r := &fakeRuntime{it: goodInterp()}
-	m, err := open(r, "m.tflite", Options{Threads: 3})
+	m, err := open(r, modelFile(t, false), Options{Threads: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +122,7 @@ func TestOpenDefaultsAndValidatesOptions(t *testing.T) {
 		t.Errorf("engine %q, runtime asked for %+v; want cpu with 3 threads", m.Engine(), r.opened[0])
 	}
 	for _, o := range []Options{{Engine: "gpu"}, {Threads: -1}} {
-		if _, err := open(&fakeRuntime{it: goodInterp()}, "m.tflite", o); err == nil {
+		if _, err := open(&fakeRuntime{it: goodInterp()}, modelFile(t, false), o); err == nil {
 			t.Errorf("open with %+v succeeded", o)
 		}
 	}
@@ -113,7 +130,7 @@ func TestOpenDefaultsAndValidatesOptions(t *testing.T) {
 
 func TestEdgeTPUIsProbedBeforeTheDelegate(t *testing.T) {
 	r := &fakeRuntime{it: goodInterp(), probeErr: errors.New("libedgetpu.so.1: cannot open shared object file")}
-	_, err := open(r, "m.tflite", Options{Engine: EdgeTPU})
+	_, err := open(r, modelFile(t, true), Options{Engine: EdgeTPU})
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "libedgetpu.so.1") {
 		t.Fatalf("err = %v, want ErrUnavailable naming the library", err)
 	}
@@ -124,7 +141,7 @@ func TestEdgeTPUIsProbedBeforeTheDelegate(t *testing.T) {
 
 func TestRunMovesBytesUnchanged(t *testing.T) {
 	it := goodInterp()
-	m, err := open(&fakeRuntime{it: it}, "m.tflite", Options{})
+	m, err := open(&fakeRuntime{it: it}, modelFile(t, false), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +158,7 @@ func TestRunMovesBytesUnchanged(t *testing.T) {
 }
 
 func TestRunRefusesBadCalls(t *testing.T) {
-	m, err := open(&fakeRuntime{it: goodInterp()}, "m.tflite", Options{})
+	m, err := open(&fakeRuntime{it: goodInterp()}, modelFile(t, false), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +183,7 @@ func TestRunRefusesBadCalls(t *testing.T) {
 func TestRunReportsInvokeFailure(t *testing.T) {
 	it := goodInterp()
 	it.invokeErr = errors.New("node 3 failed")
-	m, err := open(&fakeRuntime{it: it}, "m.tflite", Options{})
+	m, err := open(&fakeRuntime{it: it}, modelFile(t, false), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,5 +204,18 @@ func TestEnginesReportsWhyEdgeTPUIsMissing(t *testing.T) {
 	}
 	if got := engines(&fakeRuntime{}); !got[1].Available {
 		t.Errorf("edgetpu with its library: %+v", got[1])
+	}
+}
+
+func TestEngineAndCompiledModelMustAgree(t *testing.T) {
+	r := &fakeRuntime{it: goodInterp()}
+	if _, err := open(r, modelFile(t, false), Options{Engine: EdgeTPU}); err == nil || !strings.Contains(err.Error(), "not compiled for the Edge TPU") {
+		t.Errorf("plain model on edgetpu: %v", err)
+	}
+	if _, err := open(r, modelFile(t, true), Options{Engine: CPU}); err == nil || !strings.Contains(err.Error(), "compiled for the Edge TPU") {
+		t.Errorf("compiled model on cpu: %v", err)
+	}
+	if len(r.opened) != 0 {
+		t.Error("the runtime was asked to build an interpreter for a mismatched model")
 	}
 }

@@ -6,9 +6,9 @@ package accel
 /*
 #cgo LDFLAGS: -ldl
 #include <dlfcn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <tensorflow/lite/c/c_api.h>
-#include <tensorflow/lite/delegates/external/external_delegate.h>
 
 // probe_library reports whether a shared library loads, and if not, dlerror's text.
 static const char* probe_library(const char* name) {
@@ -21,11 +21,56 @@ static const char* probe_library(const char* name) {
 	return NULL;
 }
 
-// new_external_delegate builds the options in C: go-tflite's delegates/external passes Go
-// pointers inside a Go struct to C, which Go 1.26's cgo checks reject at run time.
-static TfLiteDelegate* new_external_delegate(const char* lib) {
-	TfLiteExternalDelegateOptions o = TfLiteExternalDelegateOptionsDefault(lib);
-	return TfLiteExternalDelegateCreate(&o);
+// An Edge TPU delegate made through the library's TFLite delegate-plugin entry points. TFLite's
+// own TfLiteExternalDelegateCreate does the same, but when the plugin returns no delegate (no
+// device) the interpreter it is given to crashes; here that is an error with the plugin's text.
+typedef TfLiteDelegate* (*plugin_create_fn)(char**, char**, size_t, void (*)(const char*));
+typedef void (*plugin_destroy_fn)(TfLiteDelegate*);
+
+typedef struct {
+	void* handle;
+	TfLiteDelegate* delegate;
+	plugin_destroy_fn destroy;
+	char error[512];
+} plugin_delegate;
+
+static __thread plugin_delegate* plugin_reporting;
+
+static void plugin_report(const char* msg) {
+	if (plugin_reporting != NULL && msg != NULL) {
+		snprintf(plugin_reporting->error, sizeof plugin_reporting->error, "%s", msg);
+	}
+}
+
+// plugin_open fills p; on failure p->delegate is NULL and p->error says why.
+static void plugin_open(const char* lib, plugin_delegate* p) {
+	p->handle = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+	if (p->handle == NULL) {
+		const char* e = dlerror();
+		snprintf(p->error, sizeof p->error, "%s", e != NULL ? e : "dlopen failed");
+		return;
+	}
+	plugin_create_fn create = (plugin_create_fn)dlsym(p->handle, "tflite_plugin_create_delegate");
+	p->destroy = (plugin_destroy_fn)dlsym(p->handle, "tflite_plugin_destroy_delegate");
+	if (create == NULL || p->destroy == NULL) {
+		snprintf(p->error, sizeof p->error, "%s has no TFLite delegate plugin entry points", lib);
+		return;
+	}
+	plugin_reporting = p;
+	p->delegate = create(NULL, NULL, 0, plugin_report);
+	plugin_reporting = NULL;
+	if (p->delegate == NULL && p->error[0] == 0) {
+		snprintf(p->error, sizeof p->error, "%s created no delegate (no Edge TPU device?)", lib);
+	}
+}
+
+static void plugin_close(plugin_delegate* p) {
+	if (p->delegate != NULL) {
+		p->destroy(p->delegate);
+	}
+	if (p->handle != NULL) {
+		dlclose(p->handle);
+	}
 }
 */
 import "C"
@@ -68,11 +113,12 @@ func (cRuntime) open(path string, o Options) (interpreter, error) {
 	if o.Threads > 0 {
 		opts.SetNumThread(o.Threads)
 	}
-	var d *externalDelegate
+	var d *pluginDelegate
 	if o.Engine == EdgeTPU {
-		if d = newExternalDelegate(EdgeTPULibrary); d == nil {
+		var err error
+		if d, err = openPlugin(o.edgeTPULibrary()); err != nil {
 			model.Delete()
-			return nil, errors.New("TFLite could not create the Edge TPU delegate")
+			return nil, fmt.Errorf("Edge TPU delegate: %w", err)
 		}
 		opts.AddDelegate(d)
 	}
@@ -94,7 +140,7 @@ func (cRuntime) open(path string, o Options) (interpreter, error) {
 type cInterpreter struct {
 	it       *tflite.Interpreter
 	model    *tflite.Model
-	delegate *externalDelegate
+	delegate *pluginDelegate
 }
 
 func info(t *tflite.Tensor) TensorInfo {
@@ -157,31 +203,32 @@ func (c *cInterpreter) close() {
 	c.model.Delete()
 }
 
-// externalDelegate is a TFLite external delegate, handed to go-tflite through its Delegater
-// interface.
-// The library name stays allocated for the delegate's life, as its options point at it.
-type externalDelegate struct {
-	d    *C.TfLiteDelegate
-	name *C.char
-}
+// pluginDelegate is an Edge TPU delegate from the library's plugin entry points, handed to
+// go-tflite through its Delegater interface. Its C state is allocated in C, so no Go pointer
+// crosses into C.
+type pluginDelegate struct{ p *C.plugin_delegate }
 
-func newExternalDelegate(library string) *externalDelegate {
+func openPlugin(library string) (*pluginDelegate, error) {
 	name := C.CString(library)
-	d := C.new_external_delegate(name)
-	if d == nil {
-		C.free(unsafe.Pointer(name))
-		return nil
+	defer C.free(unsafe.Pointer(name))
+	p := (*C.plugin_delegate)(C.calloc(1, C.sizeof_plugin_delegate))
+	C.plugin_open(name, p)
+	if p.delegate == nil {
+		err := errors.New(C.GoString(&p.error[0]))
+		C.plugin_close(p)
+		C.free(unsafe.Pointer(p))
+		return nil, err
 	}
-	return &externalDelegate{d: d, name: name}
+	return &pluginDelegate{p: p}, nil
 }
 
-// Delete frees the delegate; a nil delegate is a no-op.
-func (e *externalDelegate) Delete() {
-	if e != nil {
-		C.TfLiteExternalDelegateDelete(e.d)
-		C.free(unsafe.Pointer(e.name))
+// Delete frees the delegate and unloads the library; a nil delegate is a no-op.
+func (d *pluginDelegate) Delete() {
+	if d != nil {
+		C.plugin_close(d.p)
+		C.free(unsafe.Pointer(d.p))
 	}
 }
 
 // Ptr is the TfLiteDelegate pointer for TfLiteInterpreterOptionsAddDelegate.
-func (e *externalDelegate) Ptr() unsafe.Pointer { return unsafe.Pointer(e.d) }
+func (d *pluginDelegate) Ptr() unsafe.Pointer { return unsafe.Pointer(d.p.delegate) }
