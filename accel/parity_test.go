@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/midline-rt/midline/preproc"
 )
 
 func readF32(t *testing.T, path string, n int) []float32 {
@@ -27,17 +29,23 @@ func readF32(t *testing.T, path string, n int) []float32 {
 }
 
 // TestRunnerMatchesThePythonReference runs the fixture model over two phantom slices with the
-// Go runner and compares with scripts/model's infer.run_series on the same slices (goldens from
-// `python -m midline_model.runner_golden`): same tiles, same gate, same blending, same
-// quantisation. Single scale on the slice's own grid, so no resampling is involved.
+// Go runner and preproc's resamplers, and compares with scripts/model's infer.run_series on the
+// same slices (goldens from `python -m midline_model.runner_golden`): same tiles, same gate, same
+// blending, same quantisation, and for the multi-scale case the same resampling both ways.
 func TestRunnerMatchesThePythonReference(t *testing.T) {
-	dir := filepath.Join("testdata", "runner_golden")
+	for _, name := range []string{"single", "multi"} {
+		t.Run(name, func(t *testing.T) { checkRunnerGolden(t, filepath.Join("testdata", "runner_golden", name)) })
+	}
+}
+
+func checkRunnerGolden(t *testing.T, dir string) {
 	raw, err := os.ReadFile(filepath.Join(dir, "meta.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var meta struct {
 		Slices, Rows, Cols, Size int
+		Spacing                  [2]float64
 		TilesRun                 int `json:"tiles_run"`
 		Fill                     float32
 		ScalesMM                 []float64 `json:"scales_mm"`
@@ -57,14 +65,14 @@ func TestRunnerMatchesThePythonReference(t *testing.T) {
 	}
 	defer m.Close()
 	r, err := NewRunner(m, Plan{Size: meta.Size, ScalesMM: meta.ScalesMM, ScaleWeights: meta.ScaleWeights,
-		Overlap: meta.TileOverlap, RoiGate: meta.RoiGate}, sameGrid{})
+		Overlap: meta.TileOverlap, RoiGate: meta.RoiGate}, &preproc.Resamplers{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tiles, worst := 0, 0.0
 	for k := range meta.Slices {
 		s := Slice{Image: Image{Rows: meta.Rows, Cols: meta.Cols, Pix: z[k*n : (k+1)*n]},
-			Spacing: [2]float64{1, 1}, Fill: meta.Fill}
+			Spacing: meta.Spacing, Fill: meta.Fill}
 		got, st, err := r.Segment(context.Background(), s)
 		if err != nil {
 			t.Fatal(err)
@@ -77,9 +85,9 @@ func TestRunnerMatchesThePythonReference(t *testing.T) {
 	if tiles != meta.TilesRun {
 		t.Errorf("Go ran %d tiles, Python %d", tiles, meta.TilesRun)
 	}
-	// Python blends in float32, Go in float64: they may differ by float32 rounding, far below
-	// one output quantisation step (1/256).
-	if worst > 1e-5 {
+	// Float rounding differs (Python float32 arrays, Go float64 accumulators); what matters is
+	// far below one output quantisation step (1/256 = 0.0039).
+	if worst > 1e-4 {
 		t.Errorf("largest difference from the Python reference: %g", worst)
 	}
 	t.Logf("largest difference from the Python reference: %g over %d tiles", worst, tiles)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/midline-rt/midline/preproc"
 )
 
 // Plan is the tiled multi-scale inference a model bundle asks for (model.json): tile size,
@@ -101,11 +103,9 @@ func (p Plan) scaleOrder() []int {
 	return idx
 }
 
-// Image is one slice of values, row-major.
-type Image struct {
-	Rows, Cols int
-	Pix        []float32
-}
+// Image is one slice of values, row-major: preproc's Plane, so that preproc's resamplers serve
+// the runner directly.
+type Image = preproc.Plane
 
 func newImage(rows, cols int) Image {
 	return Image{Rows: rows, Cols: cols, Pix: make([]float32, rows*cols)}

@@ -1,11 +1,11 @@
 """Goldens for the Go tiled runner: the Python reference (infer.run_series) on two slices of the
 committed phantom, through the fixture model's int8 TFLite tiles, single scale on the slice's own
-grid so that no resampling is involved (the tiling, gating, blending and quantisation are what is
-compared).
+grid (the tiling, gating, blending and quantisation) and at the shipped scales from the
+phantom's own 1.25 mm pixels (the resampling both ways as well).
 
     python -m midline_model.runner_golden --out ../../accel/testdata/runner_golden
 
-Writes z.f32 (the normalised slices, float32 little endian, slice-major), prob.f32 (the
+Writes, per case (single/, multi/), z.f32 (the normalised slices, float32 little endian, slice-major), prob.f32 (the
 reference probability) and meta.json (shape, fill value, plan).
 """
 
@@ -22,17 +22,32 @@ from midline_model import data, dicomio, infer
 ROOT = Path(__file__).resolve().parents[3]
 
 
+CASES = {
+    # single scale on the slice's own grid: tiling, gating, blending, quantisation only
+    "single": ((1.0, 1.0), infer.Plan(size=64, scales_mm=(1.0,), scale_weights=(1.0,),
+                                      tile_overlap=0.5, roi_gate=0.05)),
+    # the shipped plan's scales from the phantom's 1.25 mm pixels: resampling both ways too
+    "multi": ((1.25, 1.25), infer.Plan(size=64, scales_mm=(1.0, 2.0), scale_weights=(0.7, 0.3),
+                                       tile_overlap=0.5, roi_gate=0.05)),
+}
+
+
 def make(out: Path) -> None:
+    for name, (spacing, plan) in CASES.items():
+        make_case(out / name, spacing, plan)
+
+
+def make_case(out: Path, spacing, plan) -> None:
     real, _ = dicomio.read_series(ROOT / "testdata" / "phantom" / "seed4" / "T2")
     real = np.ascontiguousarray(real[6:8, 10:150, 20:120])  # two slices through the lesion, 140x100
-    plan = infer.Plan(size=64, scales_mm=(1.0,), scale_weights=(1.0,), tile_overlap=0.5, roi_gate=0.05)
     fn = infer.tflite_tiles(ROOT / "accel" / "testdata" / "fixture.tflite")
-    prob, stats = infer.run_series(real, (1.0, 1.0), fn, plan)
+    prob, stats = infer.run_series(real, spacing, fn, plan)
     norm = data.fit_normalization(real)
     out.mkdir(parents=True, exist_ok=True)
     norm.apply(real).astype("<f4").tofile(out / "z.f32")
     prob.astype("<f4").tofile(out / "prob.f32")
     meta = {"slices": real.shape[0], "rows": real.shape[1], "cols": real.shape[2],
+            "spacing": list(spacing),
             "fill": data.pad_value(norm), "size": plan.size, "scales_mm": list(plan.scales_mm),
             "scale_weights": list(plan.scale_weights), "tile_overlap": plan.tile_overlap,
             "roi_gate": plan.roi_gate, "tiles_run": stats.tiles_run}
