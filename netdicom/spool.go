@@ -47,7 +47,7 @@ type Instance struct {
 	TransferSyntax string
 	Size           int64
 	Aside          bool
-	Received       time.Time
+	Received       time.Time // the file's modification time; set by Scan only
 	// Duplicate is set when the store found the same bytes already in the spool.
 	Duplicate bool
 }
