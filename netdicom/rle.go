@@ -8,10 +8,12 @@ import (
 // RLE Lossless (PS3.5 Annex G) decoding. The receiver stores RLE data sets as received; the
 // image pipeline calls DecodeRLEFrame for each frame's fragment.
 
+// maxRLEFrame bounds one decoded frame (a 4096x4096 frame of 3 samples of 32 bits is 192 MiB).
+const maxRLEFrame = 256 << 20
+
 // DecodeRLEFrame decodes one RLE Lossless fragment holding one frame of rows x cols pixels with
 // samples samples of bitsAllocated bits, into native little-endian bytes (samples interleaved,
-// as PlanarConfiguration 0). It never allocates more than the frame's size, which the caller
-// takes from the data set's own attributes and must bound.
+// as PlanarConfiguration 0). It allocates the frame only when the fragment can hold it.
 func DecodeRLEFrame(frag []byte, rows, cols, samples, bitsAllocated int) ([]byte, error) {
 	if bitsAllocated%8 != 0 || bitsAllocated == 0 || bitsAllocated > 32 || samples < 1 || samples > 3 || rows < 1 || cols < 1 {
 		return nil, fmt.Errorf("netdicom: RLE: unsupported frame %dx%d, %d samples of %d bits", rows, cols, samples, bitsAllocated)
@@ -24,6 +26,11 @@ func DecodeRLEFrame(frag []byte, rows, cols, samples, bitsAllocated int) ([]byte
 	}
 	if got := int(binary.LittleEndian.Uint32(frag)); got != nseg {
 		return nil, fmt.Errorf("netdicom: RLE: %d segments, want %d", got, nseg)
+	}
+	// A PackBits pair of bytes yields at most 128: a fragment cannot hold more, whatever the
+	// data set's Rows and Columns claim, so nothing larger is allocated.
+	if pixels > 64*len(frag) || pixels*nseg > maxRLEFrame {
+		return nil, fmt.Errorf("netdicom: RLE: %dx%d frame cannot come from a %d-byte fragment", rows, cols, len(frag))
 	}
 	out := make([]byte, pixels*nseg)
 	seg := make([]byte, 0, pixels)

@@ -148,3 +148,12 @@ func FuzzDecodeRLE(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeRLERefusesFramesTheFragmentCannotHold(t *testing.T) {
+	frag := make([]byte, 64+4)
+	frag[0], frag[4] = 2, 64 // two segments, the first at offset 64
+	frag[8] = 66
+	if _, err := DecodeRLEFrame(frag, 65535, 65535, 1, 16); err == nil {
+		t.Error("a 65535x65535 frame from a 68-byte fragment was accepted")
+	}
+}
