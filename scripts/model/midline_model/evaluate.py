@@ -15,6 +15,7 @@ intensity threshold on the normalised series inside the atlas brainstem and thal
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -57,11 +58,18 @@ def sagittal_to_axial(vol: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(vol[::-1, ::-1, :], (1, 2, 0)))
 
 
+@functools.lru_cache(maxsize=1)
+def _dilated_sites() -> np.ndarray:
+    """Pons and thalami, dilated 10 mm (10 voxels of the 1 mm atlas grid)."""
+    a = anatomy.load()
+    return ndimage.binary_dilation(a.pons | a.thalamus_l | a.thalamus_r, iterations=10)
+
+
 def _atlas_region(study: phantom.Study, s: phantom.Series) -> np.ndarray:
     """Pons and thalami, dilated 10 mm, on the series grid through the head's pose: what an
     atlas registration would give a baseline."""
     a = anatomy.load()
-    region = ndimage.binary_dilation(a.pons | a.thalamus_l | a.thalamus_r, iterations=10)
+    region = _dilated_sites()
     tilt = phantom._rotation(study.head_tilt_deg)
     pivot = np.asarray(study.tumour.centre_lps)
     row, col = s.orientation
@@ -80,7 +88,10 @@ def _atlas_region(study: phantom.Study, s: phantom.Series) -> np.ndarray:
 
 
 def baseline(real: np.ndarray, region: np.ndarray, seq: str, tau: float) -> np.ndarray:
-    z = data.fit_normalization(real).apply(real) * BASELINE_DIRECTION[seq]
+    return _baseline_z(data.fit_normalization(real).apply(real) * BASELINE_DIRECTION[seq], region, tau)
+
+
+def _baseline_z(z: np.ndarray, region: np.ndarray, tau: float) -> np.ndarray:
     m = (z > tau) & region
     lab, n = ndimage.label(m)
     if n == 0:
@@ -95,11 +106,13 @@ def baseline(real: np.ndarray, region: np.ndarray, seq: str, tau: float) -> np.n
 def tune_baseline(seq: str, seeds, cache: Path) -> float:
     """The threshold that maximises mean Dice on validation studies."""
     cases = [case(s, cache) for s in seeds]
+    zs = [data.fit_normalization(c[f"{seq}_real"]).apply(c[f"{seq}_real"]) * BASELINE_DIRECTION[seq]
+          for c in cases]
     best = (-1.0, 0.0)
-    for tau in np.arange(-1.0, 3.01, 0.1):
-        d = np.mean([metrics.dice(baseline(c[f"{seq}_real"], c[f"{seq}_region"], seq, tau),
-                                  c[f"{seq}_gtv"]) for c in cases])
-        best = max(best, (float(d), float(tau)))
+    for tau in np.arange(-1.0, 3.01, 0.2):
+        d = np.mean([metrics.dice(_baseline_z(z, c[f"{seq}_region"], tau), c[f"{seq}_gtv"])
+                     for z, c in zip(zs, cases)])
+        best = max(best, (float(d), float(round(tau, 2))))
     return best[1]
 
 
@@ -151,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--first", type=int, default=3000)
     p.add_argument("--count", type=int, default=20)
     p.add_argument("--val-first", type=int, default=2000)
-    p.add_argument("--val-count", type=int, default=5)
+    p.add_argument("--val-count", type=int, default=4)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     fns = {}
