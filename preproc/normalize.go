@@ -27,9 +27,11 @@ func FitNormalization(values []float32, pLow, pHigh float64) (Normalization, err
 	}
 	t := OtsuThreshold(values)
 	t32 := float32(t) // numpy compares the float32 volume with the threshold in float32
+	hist := make([]int, 1<<16)
 	n := 0
 	for _, v := range values {
 		if v > t32 {
+			hist[key(v)>>16]++
 			n++
 		}
 	}
@@ -37,7 +39,7 @@ func FitNormalization(values []float32, pLow, pHigh float64) (Normalization, err
 		return Normalization{}, fmt.Errorf("%w: series has no foreground (constant image?)", ErrNoForeground)
 	}
 	ranks := [2]int{nearestRank(pLow, n), nearestRank(pHigh, n)}
-	q := selectRanks(values, t32, ranks)
+	q := selectRanks(values, t32, ranks, hist)
 	nm := Normalization{Threshold: t, Low: float64(q[0]), High: float64(q[1]), Foreground: n}
 	nm.Mean, nm.Std = clippedMoments(values, t32, q[0], q[1], n)
 	if !(nm.Std > 0) {
@@ -87,10 +89,12 @@ func OtsuThreshold(values []float32) float64 {
 	}
 	edges[bins] = hi
 	var hist [bins]int64
-	denom := hi - lo
+	// numpy divides by (hi - lo); a reciprocal can land one bin off, which the comparisons
+	// with the edges below correct exactly as numpy's own off-by-one correction does.
+	inv := bins / (hi - lo)
 	for _, v := range values {
 		x := float64(v)
-		i := int(float64((x-lo)/denom) * bins)
+		i := min(max(int((x-lo)*inv), 0), bins)
 		if i == bins {
 			i--
 		}
@@ -147,29 +151,29 @@ func unkey(k uint32) float32 {
 	return math.Float32frombits(^k)
 }
 
-// selectRanks returns the values of the given 1-based ranks among the values above t: two
-// counting passes over 16 bits of the order-preserving key each.
-func selectRanks(values []float32, t float32, ranks [2]int) [2]float32 {
-	var out [2]float32
-	hist := make([]int, 1<<16)
-	for _, v := range values {
-		if v > t {
-			hist[key(v)>>16]++
-		}
-	}
+// selectRanks returns the values of the given 1-based ranks among the values above t, given
+// hist, the counts of those values by the top 16 bits of their order-preserving key: one more
+// counting pass over the low 16 bits inside the two buckets holding the ranks.
+func selectRanks(values []float32, t float32, ranks [2]int, hist []int) [2]float32 {
 	var hi [2]uint32
 	var left [2]int
 	for j, r := range ranks {
 		hi[j], left[j] = bucket(hist, r)
 	}
-	for j := range ranks {
-		clear(hist)
-		for _, v := range values {
-			if k := key(v); v > t && k>>16 == hi[j] {
-				hist[k&0xFFFF]++
+	low := [2][]int{make([]int, 1<<16), make([]int, 1<<16)}
+	for _, v := range values {
+		if v > t {
+			k := key(v)
+			for j := range hi {
+				if k>>16 == hi[j] {
+					low[j][k&0xFFFF]++
+				}
 			}
 		}
-		lo, _ := bucket(hist, left[j])
+	}
+	var out [2]float32
+	for j := range ranks {
+		lo, _ := bucket(low[j], left[j])
 		out[j] = unkey(hi[j]<<16 | lo)
 	}
 	return out

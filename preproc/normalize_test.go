@@ -58,7 +58,11 @@ func TestSelectRanksMatchesSort(t *testing.T) {
 		slices.Sort(fg)
 		for _, p := range [][2]float64{{0.5, 99.5}, {0, 100}, {50, 75}, {1, 99}} {
 			ranks := [2]int{nearestRank(p[0], len(fg)), nearestRank(p[1], len(fg))}
-			got := selectRanks(v, thr, ranks)
+			hist := make([]int, 1<<16)
+			for _, x := range fg {
+				hist[key(x)>>16]++
+			}
+			got := selectRanks(v, thr, ranks, hist)
 			want := [2]float32{fg[ranks[0]-1], fg[ranks[1]-1]}
 			if got != want { // -0 and +0 compare equal, as their order in a sort is arbitrary
 				t.Fatalf("trial %d p %v: got %v, want %v", trial, p, got, want)

@@ -39,6 +39,17 @@ type goldenIndex struct {
 		Foreground   int     `json:"foreground"`
 		PadValue     float64 `json:"pad_value"`
 	} `json:"series"`
+	Scaled struct {
+		Series       string     `json:"series"`
+		Scale        [2]float64 `json:"scale"`
+		VolumeSHA256 string     `json:"volume_sha256"`
+		Threshold    float64    `json:"threshold"`
+		Low          float64    `json:"low"`
+		High         float64    `json:"high"`
+		Mean         float64    `json:"mean"`
+		Std          float64    `json:"std"`
+		Foreground   int        `json:"foreground"`
+	} `json:"scaled"`
 	Native   goldenImage `json:"native"`
 	Resample map[string]struct {
 		goldenImage
@@ -167,5 +178,30 @@ func TestParityResample(t *testing.T) {
 			b.Resample(native, readF32(t, c.goldenImage))
 			compareF32(t, name+" back", native, readF32(t, *c.Back))
 		})
+	}
+}
+
+// A rescaled series (non-integer values, many levels) fits to the same parameters.
+func TestParityNormalizationScaled(t *testing.T) {
+	g := readGoldenIndex(t)
+	want := g.Scaled
+	v, err := LoadSeries(context.Background(), phantomPaths(t, want.Series), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := float32(want.Scale[0]), float32(want.Scale[1])
+	for i, x := range v.Pixels {
+		v.Pixels[i] = float32(x*a) + b
+	}
+	if got := volumeSHA256(v.Pixels); got != want.VolumeSHA256 {
+		t.Fatalf("scaled volume differs from numpy's (sha256 %s)", got)
+	}
+	nm, err := FitNormalization(v.Pixels, g.PLow, g.PHigh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nm.Threshold != want.Threshold || nm.Low != want.Low || nm.High != want.High || nm.Foreground != want.Foreground ||
+		math.Abs(nm.Mean-want.Mean) > 1e-12*math.Abs(want.Mean) || math.Abs(nm.Std-want.Std) > 1e-12*want.Std {
+		t.Errorf("%+v, want %+v", nm, want)
 	}
 }

@@ -24,6 +24,7 @@ from midline_model import data, dicomio, infer
 
 SERIES = ("T2", "FLAIR", "T1C")
 SLICE = 7  # through the lesion
+SCALE = (0.0371, -11.3)  # value x SCALE[0] + SCALE[1], in float32
 P_LOW, P_HIGH = 0.5, 99.5
 # (name, spacing passed to resample_inplane, scale mm): the spacing is a parameter of the pure
 # function, so anisotropic cases reuse the phantom's pixels.
@@ -61,6 +62,17 @@ def make(study: Path, out: Path) -> dict:
         }
         if seq == "T2":
             z = norm.apply(vol)
+    # Non-integer values with many distinct levels (a rescaled series) test the histogram's bin
+    # edges and the percentiles harder than the phantom's integers.
+    vol, _ = dicomio.read_series(study / "T2")
+    scaled = (vol.astype(np.float32) * np.float32(SCALE[0]) + np.float32(SCALE[1])).astype("<f4")
+    norm = data.fit_normalization(scaled, P_LOW, P_HIGH)
+    index["scaled"] = {
+        "series": "T2", "scale": list(SCALE), "threshold": norm.threshold, "low": norm.low,
+        "high": norm.high, "mean": norm.mean, "std": norm.std,
+        "foreground": int(np.count_nonzero(scaled > norm.threshold)),
+        "volume_sha256": hashlib.sha256(scaled.tobytes()).hexdigest(),
+    }
     assert z is not None
     index["native"] = _write(out, "t2_z", z[SLICE])
     for name, spacing, scale, back in CASES:
