@@ -134,3 +134,21 @@ func TestEchoStorescp(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSendReportsStorescpFailureStatus removes storescp's output folder after it starts, so that
+// it cannot write: our SCU reports storescp's own status, 0xA700, per file, and the outbox keeps
+// such a job for a retry rather than dead-lettering it.
+func TestSendReportsStorescpFailureStatus(t *testing.T) {
+	port, dir := startStorescp(t)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	res, err := SendFiles(context.Background(), "127.0.0.1:"+port, ClientOptions{CalledAE: "STORESCP"}, []string{"testdata/mr_small_explicit.dcm"})
+	var se *StatusError
+	if err != nil || res[0].Status != StatusOutOfResources || !errors.As(res[0].Err, &se) {
+		t.Fatalf("SendFiles: %v %+v, want 0xA700 from storescp", err, res)
+	}
+	if isPermanent(res[0].Err) {
+		t.Error("0xA700 counted as permanent; the outbox would not retry it")
+	}
+}
