@@ -234,7 +234,7 @@ func (c *Classifier) fitness(a Acquisition, names string) string {
 		return "localizer (ImageType)"
 	case len(a.ImageType) > 0 && strings.EqualFold(a.ImageType[0], "DERIVED"):
 		return "derived image (ImageType " + strings.Join(a.ImageType, `\`) + ")"
-	case hasAny(a.ImageType, "MPR", "MIP", "MINIP", "MNIP", "PROJECTION IMAGE", "REFORMATTED", "CPR", "CURVED", "VOLUME"):
+	case hasAny(a.ImageType, "MPR", "MIP", "MINIP", "MNIP", "PROJECTION IMAGE", "REFORMATTED", "CPR", "CURVED"):
 		return "reformat or projection (ImageType " + strings.Join(a.ImageType, `\`) + ")"
 	}
 	if m := match1(c.unfit, names); m != "" {
