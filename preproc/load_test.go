@@ -1,6 +1,8 @@
 package preproc
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/json"
 	"errors"
@@ -352,6 +354,30 @@ func TestLoadDamagedFiles(t *testing.T) {
 			}
 		})
 	}
+	t.Run("deflate bomb", func(t *testing.T) {
+		src := filepath.Join("testdata", "instances", "mr_small_deflated.dcm")
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, _ := os.Open(src)
+		meta, err := netdicom.ReadFileMeta(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var z bytes.Buffer
+		zw, _ := flate.NewWriter(&z, flate.BestCompression)
+		zw.Write(make([]byte, 4<<20))
+		zw.Close()
+		bad := filepath.Join(t.TempDir(), "bomb.dcm")
+		os.WriteFile(bad, append(b[:meta.DataOffset:meta.DataOffset], z.Bytes()...), 0o644)
+		lim := Limits{MaxFileBytes: 1 << 20, MaxMatrix: 64, MaxSlices: 8, MaxVoxels: 1 << 16}
+		_, err = LoadSeries(context.Background(), []string{bad}, Options{Limits: lim, MinSlices: 1})
+		if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "inflates beyond") {
+			t.Fatalf("got %v", err)
+		}
+	})
 	t.Run("hostile length", func(t *testing.T) {
 		b := slices.Clone(good)
 		i := strings.Index(string(b), "SYNTH^PREPROC")
