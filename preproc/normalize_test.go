@@ -1,6 +1,7 @@
 package preproc
 
 import (
+	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -150,5 +151,18 @@ func TestResamplersMatchGoldens(t *testing.T) {
 	}
 	if p := rs.ToScale(Plane{Rows: 3, Cols: 3, Pix: make([]float32, 9)}, [2]float64{0, 1}, 1); len(p.Pix) != 0 {
 		t.Error("zero spacing resampled")
+	}
+}
+
+// A constant series loads (nothing is wrong with its files) and is refused by normalisation.
+func TestConstantSeriesRefusedByNormalization(t *testing.T) {
+	s := defaultSynth()
+	s.value = func(i, r, c int) uint16 { return 700 }
+	v, err := LoadSeries(context.Background(), s.write(t, t.TempDir()), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := FitNormalization(v.Pixels, 0.5, 99.5); !errors.Is(err, ErrNoForeground) {
+		t.Fatalf("got %v, want ErrNoForeground", err)
 	}
 }
