@@ -175,9 +175,29 @@ func (c *Classifier) Classify(a Acquisition) Classification {
 	if hasAny(a.ImageType, "ND", "DIS2D") {
 		flags = append(flags, FlagNo3DDistortionCorrection)
 	}
-	res := c.classify(a, nameText(a))
+	names := nameText(a)
+	res := c.classify(a, names)
+	if (res.Label == T2 || res.Label == FLAIR) && c.postContrast(a, names) {
+		flags = append(flags, FlagAfterContrast)
+	}
 	res.Flags = flags
 	return res
+}
+
+// FlagAfterContrast marks a T2 or FLAIR series acquired after contrast: the models were
+// trained on pre-contrast T2 and FLAIR, and enhancement may show.
+const FlagAfterContrast = "acquired after contrast"
+
+// postContrast reports evidence of contrast: the agent, the functional groups, or a name.
+func (c *Classifier) postContrast(a Acquisition, names string) bool {
+	return hasAgent(a) || strings.EqualFold(a.ContrastAdministered, "YES") ||
+		match1(c.contrast, names) != "" && match1(c.pre, names) == ""
+}
+
+// hasAgent reports a ContrastBolusAgent other than empty, NONE or NO.
+func hasAgent(a Acquisition) bool {
+	agent := strings.ToUpper(strings.TrimSpace(a.ContrastBolusAgent))
+	return agent != "" && agent != "NONE" && agent != "NO"
 }
 
 func (c *Classifier) classify(a Acquisition, names string) Classification {
@@ -319,9 +339,8 @@ func vendorIs(man, v string) bool {
 }
 
 func (c *Classifier) contrastVerdict(a Acquisition, names, reason string) Classification {
-	agent := strings.ToUpper(strings.TrimSpace(a.ContrastBolusAgent))
 	switch {
-	case agent != "" && agent != "NONE" && agent != "NO":
+	case hasAgent(a):
 		return Classification{Label: T1C, Reason: reason + "; ContrastBolusAgent " + a.ContrastBolusAgent}
 	case strings.EqualFold(a.ContrastAdministered, "YES"):
 		return Classification{Label: T1C, Reason: reason + "; contrast administered (functional groups)"}

@@ -105,6 +105,18 @@ func TestClassifierRules(t *testing.T) {
 	if _, err := NewClassifier(r); err == nil || !strings.Contains(err.Error(), "names T2") {
 		t.Errorf("bad pattern: %v", err)
 	}
+	flair := Acquisition{Modality: "MR", ScanningSequence: []string{"SE", "IR"}, RepetitionTime: 9000, EchoTime: 90, InversionTime: 2500}
+	c0, _ := NewClassifier(DefaultRules())
+	for _, tc := range []struct {
+		agent, desc string
+		flagged     bool
+	}{{"", "t2_tirm_tra_dark-fluid", false}, {"Gadovist", "t2_tirm_tra_dark-fluid", true}, {"", "Ax T2 FLAIR +C", true}, {"", "Ax T2 FLAIR pre", false}} {
+		flair.ContrastBolusAgent, flair.SeriesDescription = tc.agent, tc.desc
+		got := c0.Classify(flair)
+		if got.Label != FLAIR || slices.Contains(got.Flags, FlagAfterContrast) != tc.flagged {
+			t.Errorf("%q %q: %s %v", tc.agent, tc.desc, got.Label, got.Flags)
+		}
+	}
 	if _, err := NewClassifier(Rules{FLAIRMinTI: 1500}); err == nil {
 		t.Error("rules with zero thresholds accepted")
 	}
