@@ -1,9 +1,13 @@
 package preproc
 
 import (
+	"strconv"
+
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
 	"os"
 	"slices"
 	"strings"
@@ -131,5 +135,44 @@ func TestClassifierRules(t *testing.T) {
 	c, _ = NewClassifier(r)
 	if got := c.Classify(h); got.Label != FLAIR {
 		t.Errorf("TI 1300 with flair_min_ti_ms 1200: %s (%s)", got.Label, got.Reason)
+	}
+}
+
+// Each corpus header, written as DICOM elements and read back by the loader's attribute
+// extraction, classifies the same: the corpus stands for real headers.
+func TestClassifyCorpusAsDICOMElements(t *testing.T) {
+	c, _ := NewClassifier(DefaultRules())
+	for _, e := range readCorpus(t) {
+		a := e.Header
+		elems := []*dicom.Element{el(t, tag.Modality, []string{a.Modality})}
+		add := func(tg tag.Tag, v []string) {
+			if len(v) > 0 && !(len(v) == 1 && v[0] == "") {
+				elems = append(elems, el(t, tg, v))
+			}
+		}
+		num := func(tg tag.Tag, x float64) {
+			if x != 0 {
+				add(tg, []string{strconv.FormatFloat(x, 'g', -1, 64)})
+			}
+		}
+		add(tag.Manufacturer, []string{a.Manufacturer})
+		add(tag.SeriesDescription, []string{a.SeriesDescription})
+		add(tag.ProtocolName, []string{a.ProtocolName})
+		add(tag.SequenceName, []string{a.SequenceName})
+		add(tag.ImageType, a.ImageType)
+		add(tag.ScanningSequence, a.ScanningSequence)
+		add(tag.SequenceVariant, a.SequenceVariant)
+		add(tag.MRAcquisitionType, []string{a.MRAcquisitionType})
+		add(tag.ContrastBolusAgent, []string{a.ContrastBolusAgent})
+		num(tag.RepetitionTime, a.RepetitionTime)
+		num(tag.EchoTime, a.EchoTime)
+		num(tag.InversionTime, a.InversionTime)
+		if a.ContrastAdministered != "" {
+			elems = append(elems, el(t, tag.ContrastBolusUsageSequence, [][]*dicom.Element{{el(t, tag.ContrastBolusAgentAdministered, []string{a.ContrastAdministered})}}))
+		}
+		back := acquisition(elems)
+		if got, want := c.Classify(back), c.Classify(a); got.Label != want.Label || got.Reason != want.Reason {
+			t.Errorf("%s: from DICOM %s (%s), from the corpus %s (%s)", e.Name, got.Label, got.Reason, want.Label, want.Reason)
+		}
 	}
 }

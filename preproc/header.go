@@ -76,6 +76,7 @@ func acquisition(e []*dicom.Element) Acquisition {
 		RepetitionTime: num(e, tag.RepetitionTime), EchoTime: num(e, tag.EchoTime), InversionTime: num(e, tag.InversionTime),
 		ContrastBolusAgent: str(e, tag.ContrastBolusAgent),
 	}
+	a.ContrastAdministered = contrastUsage(e)
 	var groups [][]*dicom.Element
 	if sh := items(find(e, tag.SharedFunctionalGroupsSequence)); len(sh) > 0 {
 		groups = append(groups, sh[0])
@@ -122,19 +123,26 @@ func acquisition(e []*dicom.Element) Acquisition {
 		a.MRAcquisitionType = str(e, tag.MRAcquisitionType)
 	}
 	for _, g := range groups {
-		if el := deep(g, tag.ContrastBolusAgentAdministered, 0); el != nil {
+		if el := deep(g, tag.ContrastBolusAgentAdministered, 0); el != nil && a.ContrastAdministered == "" {
 			a.ContrastAdministered = strings.TrimSpace(strings.Join(strsOf(el), ""))
-			break
-		}
-	}
-	if a.ContrastAdministered == "" {
-		for _, it := range items(find(e, tag.ContrastBolusUsageSequence)) {
-			if v := str(it, tag.ContrastBolusAgentAdministered); v != "" {
-				a.ContrastAdministered = v
-			}
 		}
 	}
 	return a
+}
+
+// contrastUsage reads Enhanced MR's top-level Contrast/Bolus Usage Sequence: YES when any
+// agent was administered, NO when the items say no, "" without the sequence.
+func contrastUsage(e []*dicom.Element) string {
+	v := ""
+	for _, it := range items(find(e, tag.ContrastBolusUsageSequence)) {
+		switch str(it, tag.ContrastBolusAgentAdministered) {
+		case "YES":
+			return "YES"
+		case "NO":
+			v = "NO"
+		}
+	}
+	return v
 }
 
 // deep finds t anywhere below elems (depth-first, bounded).
