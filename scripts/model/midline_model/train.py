@@ -89,8 +89,11 @@ class Trainer:
 
 def train(args) -> dict:
     tf.keras.utils.set_random_seed(args.seed)
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TensorFlow already runs in this process (tests): its thread pools stay as they are
     cfg = M.GeneratorConfig(attention=not args.no_attention, multiscale=not args.no_multiscale)
     if args.widths:
         cfg = replace(cfg, widths=tuple(int(w) for w in args.widths.split(",")))
