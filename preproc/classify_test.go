@@ -176,3 +176,28 @@ func TestClassifyCorpusAsDICOMElements(t *testing.T) {
 		}
 	}
 }
+
+// A localizer series (three orientations) cannot load as a volume, but its header classifies
+// it as unfit before any pixel is read.
+func TestReadHeaderClassifiesLocalizer(t *testing.T) {
+	s := defaultSynth()
+	s.n = 3
+	s.iopOf = func(i int) [6]float64 {
+		return [][6]float64{{1, 0, 0, 0, 1, 0}, {1, 0, 0, 0, 0, -1}, {0, 1, 0, 0, 0, -1}}[i]
+	}
+	s.extra = func(int) []*dicom.Element {
+		return []*dicom.Element{el(t, tag.ProtocolName, []string{"localizer"})}
+	}
+	paths := s.write(t, t.TempDir())
+	if _, err := LoadSeries(context.Background(), paths, Options{}); err == nil {
+		t.Fatal("a three-plane series loaded as a volume")
+	}
+	h, err := ReadHeader(paths[0], Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := NewClassifier(DefaultRules())
+	if got := c.Classify(h.Acquisition); !got.Unfit || got.Label != Unknown {
+		t.Errorf("localizer: %+v", got)
+	}
+}

@@ -167,6 +167,20 @@ func LoadSeries(ctx context.Context, paths []string, opt Options) (*Volume, erro
 	return v, nil
 }
 
+// ReadHeader reads one instance's header (bounded like LoadSeries, no pixels), so that a
+// series can be classified, and skipped, before its pixels are read: a localizer series mixes
+// orientations that LoadSeries would refuse.
+func ReadHeader(path string, lim Limits) (Header, error) {
+	if lim == (Limits{}) {
+		lim = DefaultLimits()
+	}
+	in, err := readInstance(path, lim)
+	if err != nil {
+		return Header{}, err
+	}
+	return makeHeader(in), nil
+}
+
 // checkCount refuses a single-frame series with fewer slices than every instance's
 // ImagesInAcquisition says: a slice missing at either end leaves no gap to see.
 func checkCount(insts []*instance, n int) error {
