@@ -28,13 +28,19 @@ func readF32(t *testing.T, path string, n int) []float32 {
 	return v
 }
 
-// TestRunnerMatchesThePythonReference runs the fixture model over two phantom slices with the
-// Go runner and preproc's resamplers, and compares with scripts/model's infer.run_series on the
-// same slices (goldens from `python -m midline_model.runner_golden`): same tiles, same gate, same
-// blending, same quantisation, and for the multi-scale case the same resampling both ways.
+// TestRunnerMatchesThePythonReference runs models over phantom slices with the Go runner and
+// preproc's resamplers, and compares with scripts/model's infer.run_series on the same slices
+// (goldens from `python -m midline_model.runner_golden`: the fixture model single- and
+// multi-scale, and the shipped T2 model with its own plan): same tiles, same gate, same
+// blending, same quantisation, the same resampling both ways.
 func TestRunnerMatchesThePythonReference(t *testing.T) {
-	for _, name := range []string{"single", "multi"} {
-		t.Run(name, func(t *testing.T) { checkRunnerGolden(t, filepath.Join("testdata", "runner_golden", name)) })
+	dirs, err := filepath.Glob(filepath.Join("testdata", "runner_golden", "*", "meta.json"))
+	if err != nil || len(dirs) < 2 {
+		t.Fatalf("runner goldens missing: %v %v", dirs, err)
+	}
+	for _, d := range dirs {
+		dir := filepath.Dir(d)
+		t.Run(filepath.Base(dir), func(t *testing.T) { checkRunnerGolden(t, dir) })
 	}
 }
 
@@ -44,6 +50,7 @@ func checkRunnerGolden(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	var meta struct {
+		Model                    string // relative to the repository's root
 		Slices, Rows, Cols, Size int
 		Spacing                  [2]float64
 		TilesRun                 int `json:"tiles_run"`
@@ -59,7 +66,7 @@ func checkRunnerGolden(t *testing.T, dir string) {
 	n := meta.Rows * meta.Cols
 	z := readF32(t, filepath.Join(dir, "z.f32"), meta.Slices*n)
 	want := readF32(t, filepath.Join(dir, "prob.f32"), meta.Slices*n)
-	m, err := Open(filepath.Join("testdata", "fixture.tflite"), Options{Threads: 1})
+	m, err := Open(filepath.Join("..", meta.Model), Options{Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

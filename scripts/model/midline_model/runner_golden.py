@@ -22,32 +22,40 @@ from midline_model import data, dicomio, infer
 ROOT = Path(__file__).resolve().parents[3]
 
 
+FIXTURE = ROOT / "accel" / "testdata" / "fixture.tflite"
+SHIPPED_T2 = ROOT / "models" / "dmg-t2" / "model.tflite"
+LESION = np.s_[6:8, 10:150, 20:120]  # two slices through the lesion, 140x100
+
 CASES = {
     # single scale on the slice's own grid: tiling, gating, blending, quantisation only
-    "single": ((1.0, 1.0), infer.Plan(size=64, scales_mm=(1.0,), scale_weights=(1.0,),
-                                      tile_overlap=0.5, roi_gate=0.05)),
+    "single": (FIXTURE, LESION, (1.0, 1.0), infer.Plan(size=64, scales_mm=(1.0,), scale_weights=(1.0,),
+                                                      tile_overlap=0.5, roi_gate=0.05)),
     # the shipped plan's scales from the phantom's 1.25 mm pixels: resampling both ways too
-    "multi": ((1.25, 1.25), infer.Plan(size=64, scales_mm=(1.0, 2.0), scale_weights=(0.7, 0.3),
-                                       tile_overlap=0.5, roi_gate=0.05)),
+    "multi": (FIXTURE, LESION, (1.25, 1.25), infer.Plan(size=64, scales_mm=(1.0, 2.0),
+                                                       scale_weights=(0.7, 0.3), tile_overlap=0.5,
+                                                       roi_gate=0.05)),
+    # the shipped T2 model with its own plan on seven whole slices of the committed study
+    "t2": (SHIPPED_T2, np.s_[4:11], (1.25, 1.25), infer.Plan()),
 }
 
 
 def make(out: Path) -> None:
-    for name, (spacing, plan) in CASES.items():
-        make_case(out / name, spacing, plan)
+    for name, (model, crop, spacing, plan) in CASES.items():
+        if model.exists():
+            make_case(out / name, model, crop, spacing, plan)
 
 
-def make_case(out: Path, spacing, plan) -> None:
+def make_case(out: Path, model: Path, crop, spacing, plan) -> None:
     real, _ = dicomio.read_series(ROOT / "testdata" / "phantom" / "seed4" / "T2")
-    real = np.ascontiguousarray(real[6:8, 10:150, 20:120])  # two slices through the lesion, 140x100
-    fn = infer.tflite_tiles(ROOT / "accel" / "testdata" / "fixture.tflite")
+    real = np.ascontiguousarray(real[crop])
+    fn = infer.tflite_tiles(model)
     prob, stats = infer.run_series(real, spacing, fn, plan)
     norm = data.fit_normalization(real)
     out.mkdir(parents=True, exist_ok=True)
     norm.apply(real).astype("<f4").tofile(out / "z.f32")
     prob.astype("<f4").tofile(out / "prob.f32")
-    meta = {"slices": real.shape[0], "rows": real.shape[1], "cols": real.shape[2],
-            "spacing": list(spacing),
+    meta = {"model": str(model.relative_to(ROOT)), "slices": real.shape[0], "rows": real.shape[1],
+            "cols": real.shape[2], "spacing": list(spacing),
             "fill": data.pad_value(norm), "size": plan.size, "scales_mm": list(plan.scales_mm),
             "scale_weights": list(plan.scale_weights), "tile_overlap": plan.tile_overlap,
             "roi_gate": plan.roi_gate, "tiles_run": stats.tiles_run}
