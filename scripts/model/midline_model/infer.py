@@ -162,11 +162,13 @@ def keras_tiles(model) -> TileFn:
     return fn
 
 
-def tflite_tiles(path) -> TileFn:
-    """Int8 tiles through TFLite's builtin kernels, quantising with the model's own parameters."""
+def tflite_tiles(path, threads: int = 1) -> TileFn:
+    """Int8 tiles through TFLite's builtin kernels, quantising with the model's own parameters.
+    One thread by default: with more, TFLite's int8 kernels can change a few output values by a
+    step (seen on the T2 model), and the reference must be exactly reproducible."""
     from midline_model import tflite
 
-    it = tflite.interpreter(path, num_threads=2)
+    it = tflite.interpreter(path, num_threads=threads)
     (inp,), (out,) = it.get_input_details(), it.get_output_details()
     s_in, z_in = tflite.quantization(inp)
     s_out, z_out = tflite.quantization(out)

@@ -14,6 +14,24 @@ def _f(v, digits=3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def _studies(info: dict) -> str:
+    seeds = info.get("train_studies")
+    if not seeds:
+        return ""
+    return f"{len(seeds)} studies (seeds {_ranges(seeds)}; validation {_ranges(info.get('val_studies', []))}), "
+
+
+def _ranges(seeds: list[int]) -> str:
+    out, start = [], None
+    for i, s in enumerate(seeds):
+        if start is None:
+            start = s
+        if i + 1 == len(seeds) or seeds[i + 1] != s + 1:
+            out.append(f"{start}" if start == s else f"{start}-{s}")
+            start = None
+    return ", ".join(out)
+
+
 def model_card(meta: dict, ev: dict, train_info: dict) -> str:
     seq = meta["sequence"]
     s = ev["summary"]
@@ -45,7 +63,7 @@ target is not compiled yet (`edgetpu_compiler` cannot be installed on the build 
 {meta['metrics']['data']}. Phantoms: the Colin27 adult brain with atlas-placed tumours (pons
 three times in four, else a thalamus), 2 to 60 cm3, infiltrating margins, mass effect, necrosis,
 enhancement patterns, vendor-style acquisitions (see `midline_model/phantom.py`).
-Training: {train_info['train_tiles']} tiles, {train_info['steps']} steps of batch
+Training: {_studies(train_info)}{train_info['train_tiles']} tiles, {train_info['steps']} steps of batch
 {train_info['batch']}, seed {train_info['seed']}, {train_info['seconds'] / 60:.0f} min on 2 CPU cores.
 
 ## Results on {ev['subjects']} held-out phantom studies, through the firmware's tiling
@@ -88,6 +106,9 @@ def results(models: Path, ablation: list[dict]) -> str:
                      f"{t['dice_float']:.3f} | {t['baseline_dice']:.3f} | {t['surface_dice_2mm']:.3f} | "
                      f"{t['hd95_inplane_mm']:.2f} mm | {t['volume_error_pct']:.1f} % | "
                      f">= {TARGETS[seq]}: {'met' if ok else 'NOT met'} |")
+    if not ablation:
+        lines += ["", "## Ablation (T2)", "", "Not run yet: `make model` runs it (plain U-Net, + attention, "
+                  "+ multi-scale, + adversarial, same split)."]
     if ablation:
         lines += ["", "## Ablation (T2, float, same split)", "",
                   "| variant | parameters | Dice | surface Dice 2 mm | HD95 in-plane |", "|---|---|---|---|---|"]

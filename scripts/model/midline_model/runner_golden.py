@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 FIXTURE = ROOT / "accel" / "testdata" / "fixture.tflite"
-SHIPPED_T2 = ROOT / "models" / "dmg-t2" / "model.tflite"
 LESION = np.s_[6:8, 10:150, 20:120]  # two slices through the lesion, 140x100
 
 CASES = {
@@ -34,9 +33,11 @@ CASES = {
     "multi": (FIXTURE, LESION, (1.25, 1.25), infer.Plan(size=64, scales_mm=(1.0, 2.0),
                                                        scale_weights=(0.7, 0.3), tile_overlap=0.5,
                                                        roi_gate=0.05)),
-    # the shipped T2 model with its own plan on seven whole slices of the committed study
-    "t2": (SHIPPED_T2, np.s_[4:11], (1.25, 1.25), infer.Plan()),
 }
+# No case for the shipped T2 model yet: on its tiles Debian's TFLite and TensorFlow's wheel
+# disagree on a few dozen output values near the lesion's edge (up to 12 steps), although both
+# run builtin kernels at one thread and agree on the fixture and on the self-test tile. Until the
+# operator responsible is found, a T2 golden would only record the disagreement.
 
 
 def make(out: Path) -> None:

@@ -29,6 +29,12 @@ def load_tiles(path: Path, seq: str) -> tuple[np.ndarray, np.ndarray]:
         return z[f"{seq}_image"].astype(np.float32)[..., None], z[f"{seq}_mask"].astype(np.float32)[..., None]
 
 
+def studies(path: Path, seq: str) -> list[int]:
+    """The phantom seeds (or case numbers) a tile file was made from."""
+    with np.load(path) as z:
+        return sorted(int(s) for s in np.unique(z[f"{seq}_seed"]))
+
+
 def dice_loss(y, p, eps: float = 1.0):
     inter = tf.reduce_sum(y * p, axis=[1, 2, 3])
     denom = tf.reduce_sum(y + p, axis=[1, 2, 3])
@@ -133,6 +139,7 @@ def train(args) -> dict:
                "adv_weight": args.adv_weight, "steps": args.steps, "batch": args.batch,
                "seed": args.seed, "params": int(tr.g.count_params()),
                "train_tiles": int(len(x)), "val_tiles": int(len(vx)),
+               "train_studies": studies(args.train, args.seq), "val_studies": studies(args.val, args.seq),
                "seconds": round(time.time() - t0, 1)}
     (out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
