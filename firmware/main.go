@@ -27,6 +27,7 @@ var commands = map[string]command{
 	"send":        {"send DICOM files to HOST:PORT with C-STORE", runSend},
 	"serve":       {"run the daemon (for now: receive DICOM into the spool)", runServe},
 	"conformance": {"print the DICOM Conformance Statement", runConformance},
+	"board":       {"print the board's temperatures, fan, LED and watchdog state once", runBoard},
 }
 
 func main() {

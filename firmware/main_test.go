@@ -44,3 +44,16 @@ func TestUnknownCommandIsAUsageError(t *testing.T) {
 		}
 	}
 }
+
+func TestBoardPrintsTheSimulatedBoard(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"board", "--profile", "sim"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "sim") || !strings.Contains(strings.ToLower(out.String()), "fan") {
+		t.Errorf("board output:\n%s", out.String())
+	}
+	if code := run([]string{"board", "--profile", "toaster"}, &out, &errb); code != 2 {
+		t.Errorf("unknown profile: exit %d, want 2", code)
+	}
+}
