@@ -87,7 +87,8 @@ over baseline {'yes' if i8['dice'] >= base['dice'] + 0.05 else 'NO'}, |int8 - fl
 """
 
 
-def results(models: Path, ablation: list[dict]) -> str:
+def results(models: Path, ablation: list[dict], withheld: dict | None = None) -> str:
+    """RESULTS.md. withheld: models trained and evaluated but not shipped, name -> (eval, reason)."""
     lines = ["# Model toolchain results", "",
              "Written by `python -m midline_model.pipeline` from the evaluation's own output; "
              "held-out phantom studies (seeds 3000 and up), through the firmware's tiled pipeline.", "",
@@ -106,6 +107,13 @@ def results(models: Path, ablation: list[dict]) -> str:
                      f"{t['dice_float']:.3f} | {t['baseline_dice']:.3f} | {t['surface_dice_2mm']:.3f} | "
                      f"{t['hd95_inplane_mm']:.2f} mm | {t['volume_error_pct']:.1f} % | "
                      f">= {TARGETS[seq]}: {'met' if ok else 'NOT met'} |")
+    for name, (ev, reason) in (withheld or {}).items():
+        i8, fl, base = (ev["summary"][k] for k in ("int8", "float", "baseline"))
+        lo, hi = i8["dice_ci95"]
+        per = ", ".join(f"{r['seed']}: {r['int8']['dice']:.2f}" for r in ev["per_subject"])
+        lines += ["", f"## Trained, evaluated, not shipped: {name}", "", reason, "",
+                  f"int8 Dice {i8['dice']:.3f} ({lo:.3f}–{hi:.3f}), float {fl['dice']:.3f}, baseline "
+                  f"{base['dice']:.3f}; lesions found {i8['lesion_sensitivity']:.2f}. Per study (int8 Dice): {per}."]
     if not ablation:
         lines += ["", "## Ablation (T2)", "", "Not run yet: `make model` runs it (plain U-Net, + attention, "
                   "+ multi-scale, + adversarial, same split)."]
