@@ -112,12 +112,13 @@ def train(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     ckpt = tf.train.Checkpoint(g=tr.g, g_opt=tr.g_opt, **({"d": tr.d, "d_opt": tr.d_opt} if tr.d else {}))
     manager = tf.train.CheckpointManager(ckpt, out / "ckpt", max_to_keep=1)
-    start = 0
+    start, before = 0, 0.0
     if args.resume and manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint)
         start = int(tr.g_opt.iterations.numpy())
+        before = _logged_seconds(out / "log.jsonl", start)
     log = (out / "log.jsonl").open("a")
-    t0, acc = time.time(), np.zeros(4)
+    t0, acc = time.time() - before, np.zeros(4)
     it = iter(ds)
     for step in range(start + 1, args.steps + 1):
         bx, by = next(it)
@@ -143,6 +144,18 @@ def train(args) -> dict:
                "seconds": round(time.time() - t0, 1)}
     (out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _logged_seconds(path: Path, step: int) -> float:
+    """Training time already spent up to `step`, from the log, so a resumed run reports its
+    whole duration."""
+    seconds = 0.0
+    if path.exists():
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            if rec["step"] <= step:
+                seconds = rec["seconds"]
+    return seconds
 
 
 def parser() -> argparse.ArgumentParser:
