@@ -115,7 +115,7 @@ pytest: $(VENV_STAMP)
 	cd scripts/model && ../../$(VENV_PY) -m pytest -q
 
 ## model: regenerate phantom data, train, evaluate and export the three shipped bundles and
-## scripts/model/RESULTS.md (about two hours on 2 cores; resumes where it stopped, in build/model).
+## scripts/model/RESULTS.md (hours on 2 cores, not yet run end to end; resumes where it stopped, in build/model).
 model: $(VENV_STAMP)
 	cd scripts/model && ../../$(VENV_PY) -m midline_model.pipeline --work ../../build/model \
 		--models ../../models --results RESULTS.md --ablation
