@@ -2,15 +2,14 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/midline-rt/midline/netdicom"
+	"github.com/midline-rt/midline/netdicom/netdicomtest"
 )
 
 func TestEchoAndSendCommands(t *testing.T) {
@@ -18,15 +17,7 @@ func TestEchoAndSendCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- s.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
-	addr := ln.Addr().String()
+	addr := netdicomtest.Serve(t, s)
 	var out, errb bytes.Buffer
 	if code := run([]string{"echo", "--aec", "MIDLINE", addr}, &out, &errb); code != 0 || !strings.Contains(out.String(), "Success") {
 		t.Fatalf("echo: exit %d\n%s%s", code, out.String(), errb.String())

@@ -2,7 +2,6 @@ package preproc
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/midline-rt/midline/internal/testenv"
 	"github.com/midline-rt/midline/netdicom"
+	"github.com/midline-rt/midline/netdicom/netdicomtest"
 )
 
 // From the network to a volume: dcmtk's storescu sends a series, in the transfer syntax it
@@ -93,16 +93,12 @@ func receive(t *testing.T, storescu string, flags, files []string) netdicom.Seri
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	host, port, err := net.SplitHostPort(netdicomtest.Serve(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
 	args := append([]string{"-aet", "SCANNER", "-aec", "MIDLINE"}, flags...)
-	args = append(append(args, "127.0.0.1", fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)), files...)
+	args = append(append(args, host, port), files...)
 	cmd := exec.Command(storescu, args...)
 	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
