@@ -166,25 +166,25 @@ func windowMax(g Image, top, left, size int) float32 {
 	return m
 }
 
-// dilateMax is a square maximum filter of half-width k, the window clipped at the edges.
+// dilateMax is a square maximum filter of half-width k, the window clipped at the edges: a
+// pass along each row, then one along each column.
 func dilateMax(src Image, k int) Image {
-	tmp, out := newImage(src.Rows, src.Cols), newImage(src.Rows, src.Cols)
-	for y := range src.Rows {
-		for x := range src.Cols {
+	rows := maxAlong(src, k, 1, src.Cols, src.Cols, src.Rows)
+	return maxAlong(rows, k, src.Cols, 1, src.Rows, src.Cols)
+}
+
+// maxAlong takes the running maximum of half-width k along `lines` lines of n values each; value
+// i of line l sits at l*lineStep + i*step.
+func maxAlong(in Image, k, step, lineStep, n, lines int) Image {
+	out := newImage(in.Rows, in.Cols)
+	for l := range lines {
+		base := l * lineStep
+		for i := range n {
 			m := float32(math.Inf(-1))
-			for xx := max(0, x-k); xx <= min(src.Cols-1, x+k); xx++ {
-				m = max(m, src.Pix[y*src.Cols+xx])
+			for j := max(0, i-k); j <= min(n-1, i+k); j++ {
+				m = max(m, in.Pix[base+j*step])
 			}
-			tmp.Pix[y*src.Cols+x] = m
-		}
-	}
-	for y := range src.Rows {
-		for x := range src.Cols {
-			m := float32(math.Inf(-1))
-			for yy := max(0, y-k); yy <= min(src.Rows-1, y+k); yy++ {
-				m = max(m, tmp.Pix[yy*src.Cols+x])
-			}
-			out.Pix[y*src.Cols+x] = m
+			out.Pix[base+i*step] = m
 		}
 	}
 	return out

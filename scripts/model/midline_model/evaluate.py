@@ -37,8 +37,7 @@ def case(seed: int, cache: Path, small: bool = False) -> dict:
     study = phantom.generate(seed, small=small)
     out = {}
     for seq, s in study.series.items():
-        slope, intercept = s.rescale
-        arrays = [s.pixels.astype(np.float32) * slope + intercept, s.gtv, _atlas_region(study, s)]
+        arrays = [s.real(), s.gtv, _atlas_region(study, s)]
         spacing = [s.spec.slice_spacing, *s.spec.pixel_spacing]
         if s.spec.plane == "sagittal":
             arrays, spacing = [sagittal_to_axial(a) for a in arrays], [

@@ -103,6 +103,11 @@ class Series:
     positions: np.ndarray  # (slices, 3): ImagePositionPatient of each slice
     rescale: tuple[float, float]  # slope, intercept
 
+    def real(self) -> np.ndarray:
+        """The real values: stored values through RescaleSlope and RescaleIntercept."""
+        slope, intercept = self.rescale
+        return self.pixels.astype(np.float32) * slope + intercept
+
 
 @dataclass
 class Study:

@@ -73,9 +73,7 @@ def study_tiles(seed: int, negatives: int = 3, small: bool = False) -> dict[str,
                              axial_only=True)
     out = {}
     for seq, s in study.series.items():
-        slope, intercept = s.rescale
-        real = s.pixels.astype(np.float32) * slope + intercept
-        out[seq] = series_tiles(real, s.gtv, tuple(s.spec.pixel_spacing), rng)
+        out[seq] = series_tiles(s.real(), s.gtv, tuple(s.spec.pixel_spacing), rng)
     return out
 
 
