@@ -1,11 +1,14 @@
 module github.com/midline-rt/midline
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/jonboulle/clockwork v0.5.0
 	github.com/mattn/go-tflite v1.0.5
 	github.com/suyashkumar/dicom v1.1.0
+	go.yaml.in/yaml/v3 v3.0.6
+	golang.org/x/image v0.48.0
+	golang.org/x/text v0.44.0
 	periph.io/x/conn/v3 v3.7.2
 	periph.io/x/devices/v3 v3.7.4
 	periph.io/x/host/v3 v3.8.3
@@ -14,5 +17,4 @@ require (
 require (
 	github.com/mattn/go-pointer v0.0.1 // indirect
 	golang.org/x/exp v0.0.0-20240525044651-4c93da0ed11d // indirect
-	golang.org/x/text v0.3.8 // indirect
 )

@@ -28,6 +28,7 @@ var commands = map[string]command{
 	"serve":       {"run the daemon (for now: receive DICOM into the spool)", runServe},
 	"conformance": {"print the DICOM Conformance Statement", runConformance},
 	"board":       {"print the board's temperatures, fan, LED and watchdog state once", runBoard},
+	"config":      {"check a configuration file: config check FILE", runConfig},
 }
 
 func main() {
