@@ -228,3 +228,31 @@ func readExactly(path string, n int) ([]int8, error) {
 	}
 	return buf, nil
 }
+
+// Digest is the bundle's sha256 (docs/contracts.md, Bundle digest): over its regular files in
+// name order, the lines "<name> <sha256 of the file>\n". It names the exact weights and
+// settings that made a result.
+func (b *Bundle) Digest() (string, error) {
+	entries, err := os.ReadDir(b.Dir)
+	if err != nil {
+		return "", fmt.Errorf("accel: bundle digest: %w", err)
+	}
+	h := sha256.New()
+	for _, e := range entries { // os.ReadDir sorts by name
+		if !e.Type().IsRegular() {
+			continue
+		}
+		f, err := os.Open(filepath.Join(b.Dir, e.Name()))
+		if err != nil {
+			return "", fmt.Errorf("accel: bundle digest: %w", err)
+		}
+		fh := sha256.New()
+		_, err = io.Copy(fh, f)
+		f.Close()
+		if err != nil {
+			return "", fmt.Errorf("accel: bundle digest: %s: %w", e.Name(), err)
+		}
+		fmt.Fprintf(h, "%s %x\n", e.Name(), fh.Sum(nil))
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

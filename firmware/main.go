@@ -29,6 +29,7 @@ var commands = map[string]command{
 	"conformance": {"print the DICOM Conformance Statement", runConformance},
 	"board":       {"print the board's temperatures, fan, LED and watchdog state once", runBoard},
 	"config":      {"check a configuration file: config check FILE", runConfig},
+	"contour":     {"contour one series offline: rtstruct.dcm, contours.json, preview.png", runContour},
 }
 
 func main() {

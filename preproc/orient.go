@@ -95,6 +95,22 @@ func (o Orientation) nativeIndex(i, j, rows, cols int) (int, int) {
 	return i, j
 }
 
+// CanonicalPoint maps a fractional native pixel position (row r, column c) to the canonical
+// slice's (row, column): the inverse of the permutation ToCanonical applies, for contours.
+func (o Orientation) CanonicalPoint(r, c float64) (float64, float64) {
+	i, j := r, c
+	if o.Transpose {
+		i, j = c, r
+	}
+	if o.FlipRows {
+		i = float64(o.Canonical.Rows-1) - i
+	}
+	if o.FlipCols {
+		j = float64(o.Canonical.Cols-1) - j
+	}
+	return i, j
+}
+
 // NativeSlice returns the native slice index of canonical slice k.
 func (o Orientation) NativeSlice(k int) int {
 	if o.ReverseSlices {

@@ -1,0 +1,104 @@
+package accel
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/midline-rt/midline/preproc"
+)
+
+// Probability is a model's fused probability for a whole series, on the series' own grid:
+// P[(k*Rows+r)*Cols+c] belongs to pixel (r, c) of slice k of Geometry, which is the loaded
+// volume's geometry (native slices, native pixel order).
+type Probability struct {
+	Geometry preproc.Geometry
+	P        []float32
+	// Reformatted says the series was not near-axial and ran on an axial reformat whose
+	// probabilities were interpolated back onto its slices.
+	Reformatted bool
+	Stats       Stats
+	Timings     Timings
+}
+
+// Timings are the phases of one series' inference.
+type Timings struct {
+	Normalize, Infer, Reformat time.Duration
+}
+
+// SegmentVolume runs r over every slice of v and returns the probability on v's grid.
+// Near-axial series are shown to the model through preproc.Orient (an exact permutation);
+// others are reformatted to axial, run, and interpolated back (docs/contracts.md,
+// Orientation). The normalisation is fitted once on v's own voxels.
+func SegmentVolume(ctx context.Context, r *Runner, norm Normalization, v *preproc.Volume) (*Probability, error) {
+	if v == nil || v.Slices() == 0 || len(v.Pixels) != v.Rows*v.Cols*v.Slices() {
+		return nil, fmt.Errorf("accel: empty or inconsistent volume")
+	}
+	t0 := time.Now()
+	nm, err := preproc.FitNormalization(v.Pixels, norm.PLow, norm.PHigh)
+	if err != nil {
+		return nil, err
+	}
+	out := &Probability{Geometry: v.Geometry, P: make([]float32, len(v.Pixels))}
+	out.Timings.Normalize = time.Since(t0)
+	fill := nm.PadValue()
+	if o, err := preproc.Orient(v.Geometry, preproc.DefaultMaxTiltDeg); err == nil {
+		c := o.Canonical
+		z := make([]float32, c.Rows*c.Cols)
+		t1 := time.Now()
+		for k := range c.Slices() {
+			n := o.NativeSlice(k)
+			o.ToCanonical(z, v.Slice(n))
+			nm.Apply(z, z)
+			p, st, err := r.Segment(ctx, Slice{Image: Image{Rows: c.Rows, Cols: c.Cols, Pix: z}, Spacing: c.PixelSpacing, Fill: fill})
+			if err != nil {
+				return nil, fmt.Errorf("accel: slice %d: %w", n, err)
+			}
+			out.Stats.add(st)
+			o.FromCanonical(out.P[n*v.Rows*v.Cols:(n+1)*v.Rows*v.Cols], p.Pix)
+		}
+		out.Timings.Infer = time.Since(t1)
+		return out, nil
+	}
+	return segmentReformatted(ctx, r, nm, v, out)
+}
+
+// segmentReformatted runs a sagittal or coronal series on an axial grid at its finest native
+// spacing. Axial voxels beyond the native volume hold the clip floor, which normalises to the
+// tile fill, like tiles beyond an image.
+func segmentReformatted(ctx context.Context, r *Runner, nm preproc.Normalization, v *preproc.Volume, out *Probability) (*Probability, error) {
+	t0 := time.Now()
+	step := min(v.PixelSpacing[0], v.PixelSpacing[1], v.SliceSpacing)
+	rf, err := preproc.NewReformat(v.Geometry, step, step, preproc.DefaultLimits())
+	if err != nil {
+		return nil, err
+	}
+	ax := rf.Axial
+	plane := ax.Rows * ax.Cols
+	prob := make([]float32, plane*ax.Slices())
+	z := make([]float32, plane)
+	fill := nm.PadValue()
+	var infer time.Duration
+	for k := range ax.Slices() {
+		rf.ToAxialSlice(z, v.Pixels, k, float32(nm.Low))
+		nm.Apply(z, z)
+		t1 := time.Now()
+		p, st, err := r.Segment(ctx, Slice{Image: Image{Rows: ax.Rows, Cols: ax.Cols, Pix: z}, Spacing: ax.PixelSpacing, Fill: fill})
+		if err != nil {
+			return nil, fmt.Errorf("accel: axial reformat slice %d: %w", k, err)
+		}
+		infer += time.Since(t1)
+		out.Stats.add(st)
+		copy(prob[k*plane:], p.Pix)
+	}
+	rf.ToNative(out.P, prob)
+	out.Reformatted = true
+	out.Timings.Infer = infer
+	out.Timings.Reformat = time.Since(t0) - infer
+	return out, nil
+}
+
+func (s *Stats) add(o Stats) {
+	s.TilesRun += o.TilesRun
+	s.TilesSkipped += o.TilesSkipped
+}
