@@ -1,21 +1,18 @@
 package contour
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/midline-rt/midline/internal/maskio"
 	"github.com/midline-rt/midline/internal/synthmr"
 	"github.com/midline-rt/midline/internal/testenv"
 	"github.com/midline-rt/midline/preproc"
@@ -273,58 +270,18 @@ func boundary(m *Mask, k int) [][2]int {
 	return out
 }
 
-// readNRRDMask reads plastimatch's unsigned char NRRD (raw or gzip) of sizes x, y, z.
+// readNRRDMask reads plastimatch's label volume of a series grid of x columns, y rows, z slices.
 func readNRRDMask(path string, x, y, z int) (*Mask, error) {
-	f, err := os.Open(path)
+	v, err := maskio.ReadNRRD(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	br := bufio.NewReader(f)
-	hdr := map[string]string{}
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return nil, fmt.Errorf("%s: header: %w", path, err)
-		}
-		line = strings.TrimRight(line, "\r\n")
-		if line == "" {
-			break
-		}
-		if k, v, ok := strings.Cut(line, ": "); ok {
-			hdr[k] = v
-		}
-	}
-	if hdr["type"] != "unsigned char" && hdr["type"] != "uchar" {
-		return nil, fmt.Errorf("%s: type %q", path, hdr["type"])
-	}
-	var sizes []int
-	for _, s := range strings.Fields(hdr["sizes"]) {
-		n, _ := strconv.Atoi(s)
-		sizes = append(sizes, n)
-	}
-	if len(sizes) != 3 || sizes[0] != x || sizes[1] != y || sizes[2] != z {
-		return nil, fmt.Errorf("%s: sizes %v, want %d %d %d", path, sizes, x, y, z)
-	}
-	var r io.Reader = br
-	switch hdr["encoding"] {
-	case "raw":
-	case "gzip", "gz":
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, err
-		}
-		r = zr
-	default:
-		return nil, fmt.Errorf("%s: encoding %q", path, hdr["encoding"])
-	}
-	data := make([]byte, x*y*z)
-	if _, err := io.ReadFull(r, data); err != nil {
-		return nil, fmt.Errorf("%s: data: %w", path, err)
+	if v.X != x || v.Y != y || v.Z != z {
+		return nil, fmt.Errorf("%s: %dx%dx%d, want %dx%dx%d", path, v.X, v.Y, v.Z, x, y, z)
 	}
 	m := newMask(y, x, z)
-	for i, v := range data {
-		m.In[i] = v != 0
+	for i, b := range v.Data {
+		m.In[i] = b != 0
 	}
 	return m, nil
 }

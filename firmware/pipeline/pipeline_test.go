@@ -1,0 +1,144 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/midline-rt/midline/accel"
+	"github.com/midline-rt/midline/internal/maskio"
+	"github.com/midline-rt/midline/internal/testenv"
+)
+
+func root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+func seriesPaths(t *testing.T, dir string) []string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(dir, "*.dcm"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no series in %s: %v", dir, err)
+	}
+	return paths
+}
+
+type seed4Study struct {
+	Series map[string]struct {
+		GTV  string   `json:"gtv"`
+		SOPs []string `json:"sop_instance_uids"`
+	} `json:"series"`
+}
+
+type seed4Reference map[string]json.RawMessage
+
+// TestSeed4RTStructMatchesToolchain runs each shipped model through the whole offline path on
+// the committed phantom study, has plastimatch rasterize the written RT Structure Set, and
+// compares its Dice against the phantom's ground-truth GTV with the toolchain's own evaluation
+// (testdata/phantom/seed4/reference.json, made by python -m midline_model.seed4_reference):
+// within 0.01.
+func TestSeed4RTStructMatchesToolchain(t *testing.T) {
+	plastimatch := testenv.Require(t, "plastimatch")
+	study := filepath.Join(root(), "testdata", "phantom", "seed4")
+	var st seed4Study
+	var ref seed4Reference
+	readJSON(t, filepath.Join(study, "study.json"), &st)
+	readJSON(t, filepath.Join(study, "reference.json"), &ref)
+	for _, seq := range []string{"T2", "T1C"} {
+		t.Run(seq, func(t *testing.T) {
+			var want struct {
+				Dice    float64 `json:"dice"`
+				PredCM3 float64 `json:"pred_cm3"`
+			}
+			if err := json.Unmarshal(ref[seq], &want); err != nil {
+				t.Fatalf("reference.json %s: %v", seq, err)
+			}
+			m, err := OpenModel(context.Background(), filepath.Join(root(), "models", "dmg-"+strings.ToLower(seq)), accel.Options{Threads: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			series := filepath.Join(study, seq)
+			res, err := Run(context.Background(), m, seriesPaths(t, series), Settings{DeviceID: "test", FirmwareVersion: "test",
+				Now: func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := t.TempDir()
+			files, err := res.WriteFiles(out, "job-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if files.RTStruct == "" {
+				t.Fatalf("no lesion found on seed 4 %s (toolchain: %.3f cm3)", seq, want.PredCM3)
+			}
+			cmd := exec.Command(plastimatch, "convert", "--input", files.RTStruct, "--referenced-ct", series,
+				"--output-prefix", filepath.Join(out, "pm"), "--prefix-format", "nrrd")
+			if msg, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("plastimatch: %v\n%s", err, msg)
+			}
+			roi := res.Structure.ROIs[0].Name
+			pm, err := maskio.ReadNRRD(filepath.Join(out, "pm", roi+".nrrd"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			gt, err := maskio.ReadNIfTI(filepath.Join(study, st.Series[seq].GTV))
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := res.Volume
+			plane := v.Rows * v.Cols
+			if pm.X != v.Cols || pm.Y != v.Rows || pm.Z != v.Slices() || gt.X != v.Cols || gt.Y != v.Rows || gt.Z != v.Slices() {
+				t.Fatalf("grids: plastimatch %dx%dx%d, ground truth %dx%dx%d, series %dx%dx%d", pm.X, pm.Y, pm.Z, gt.X, gt.Y, gt.Z, v.Cols, v.Rows, v.Slices())
+			}
+			// The ground truth's slices are in study.json's order; ours are sorted along the normal.
+			inter, a, b := 0, 0, 0
+			for k, sop := range v.SOPInstanceUIDs {
+				g := slices.Index(st.Series[seq].SOPs, sop)
+				if g < 0 {
+					t.Fatalf("slice %d (%s) not in study.json", k, sop)
+				}
+				for i := range plane {
+					p, q := pm.Data[k*plane+i] != 0, gt.Data[g*plane+i] != 0
+					if p {
+						a++
+					}
+					if q {
+						b++
+					}
+					if p && q {
+						inter++
+					}
+				}
+			}
+			dice := 2 * float64(inter) / float64(a+b)
+			voxel := v.PixelSpacing[0] * v.PixelSpacing[1] * v.SliceSpacing / 1000
+			t.Logf("%s: RTSTRUCT through plastimatch: Dice %.4f against the phantom GTV (toolchain %.4f), %.3f cm3 (toolchain %.3f, mask %.3f)",
+				seq, dice, want.Dice, float64(a)*voxel, want.PredCM3, res.VolumesCM3[0])
+			if math.Abs(dice-want.Dice) > 0.01 {
+				t.Errorf("%s: Dice %.4f, toolchain %.4f: differ by more than 0.01", seq, dice, want.Dice)
+			}
+		})
+	}
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
