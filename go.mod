@@ -3,6 +3,7 @@ module github.com/midline-rt/midline
 go 1.26.0
 
 require (
+	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/jonboulle/clockwork v0.5.0
 	github.com/mattn/go-tflite v1.0.5
 	github.com/suyashkumar/dicom v1.1.0
@@ -15,6 +16,9 @@ require (
 )
 
 require (
+	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/mattn/go-pointer v0.0.1 // indirect
 	golang.org/x/exp v0.0.0-20240525044651-4c93da0ed11d // indirect
+	golang.org/x/net v0.44.0 // indirect
+	golang.org/x/sync v0.25.0 // indirect
 )
