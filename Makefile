@@ -95,7 +95,8 @@ gotest:
 # (go test -fuzz). A new fuzzer is added here.
 FUZZ_TIME ?= 10s
 FUZZERS := netdicom:FuzzPDU netdicom:FuzzReadHead netdicom:FuzzDecodeRLE netdicom:FuzzSCPAssociation \
-	accel:FuzzParseBundleMeta board:FuzzParseSimScript board:FuzzParseMilliC preproc:FuzzLoadInstance
+	accel:FuzzParseBundleMeta board:FuzzParseSimScript board:FuzzParseMilliC preproc:FuzzLoadInstance \
+	firmware/config:FuzzParse firmware/mqtt:FuzzDecodeRecord
 fuzz-short:
 	@for pf in $(FUZZERS); do p=$${pf%%:*}; f=$${pf#*:}; \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZ_TIME) ./$$p || exit 1; done
