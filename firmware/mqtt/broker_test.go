@@ -30,12 +30,16 @@ type broker struct {
 	done chan struct{}
 }
 
-func startBroker(t *testing.T) *broker {
+func startBroker(t *testing.T) *broker { t.Helper(); return startBrokerWith(t, "") }
+
+// startBrokerWith starts mosquitto with a plain listener on b.port and extra configuration
+// lines (a second listener, for TLS).
+func startBrokerWith(t *testing.T, extra string) *broker {
 	t.Helper()
 	b := &broker{t: t, bin: testenv.Require(t, "mosquitto"), port: freePort(t)}
 	testenv.Require(t, "mosquitto_sub")
 	b.conf = filepath.Join(t.TempDir(), "mosquitto.conf")
-	conf := fmt.Sprintf("persistence false\nallow_anonymous true\nlistener %d 127.0.0.1\nlog_dest stderr\nlog_type error\n", b.port)
+	conf := fmt.Sprintf("persistence false\nallow_anonymous true\nlog_dest stderr\nlog_type error\nlistener %d 127.0.0.1\n%s", b.port, extra)
 	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}

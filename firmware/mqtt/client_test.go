@@ -261,3 +261,7 @@ func mosquittoPub(t *testing.T, b *broker, topic, msg string) {
 		t.Fatalf("mosquitto_pub: %v: %s", err, out)
 	}
 }
+
+func contextWithCancel() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
+}
