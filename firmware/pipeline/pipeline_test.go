@@ -127,8 +127,81 @@ func TestSeed4RTStructMatchesToolchain(t *testing.T) {
 			if math.Abs(dice-want.Dice) > 0.01 {
 				t.Errorf("%s: Dice %.4f, toolchain %.4f: differ by more than 0.01", seq, dice, want.Dice)
 			}
+			checkWithRTUtils(t, series, files.RTStruct, res, roi)
 		})
 	}
+}
+
+// checkWithRTUtils reads the RT Structure Set with rt-utils (a second, independent reader, from
+// PyPI): on every slice it must hold at least our pixels and at most our pixels grown by one
+// pixel (its rasterizer rounds vertices to the grid and fills the pixels edges touch), and no
+// slice may be missing or extra.
+func checkWithRTUtils(t *testing.T, series, rtstruct string, res *Result, roi string) {
+	t.Helper()
+	py := filepath.Join(root(), "scripts", "model", ".venv", "bin", "python")
+	if _, err := os.Stat(py); err != nil {
+		if testenv.InCI() {
+			t.Fatalf("the model toolchain's venv is missing (make setup makes it): %v", err)
+		}
+		t.Skipf("no toolchain venv: %v", err)
+	}
+	cmd := exec.Command(py, "-m", "midline_model.rtcheck", "--series", series, "--rtstruct", rtstruct)
+	cmd.Dir = filepath.Join(root(), "scripts", "model")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("rtcheck: %v\n%s", err, out)
+	}
+	var got map[string]struct {
+		Voxels   int            `json:"voxels"`
+		CM3      float64        `json:"cm3"`
+		PerSlice map[string]int `json:"per_slice"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("rtcheck output: %v\n%s", err, out)
+	}
+	r, ok := got[roi]
+	if !ok {
+		t.Fatalf("rt-utils found no ROI %s: %s", roi, out)
+	}
+	v := res.Volume
+	m := res.Segmentation.GTV
+	plane := v.Rows * v.Cols
+	ours, grown := 0, 0
+	for k, sop := range v.SOPInstanceUIDs {
+		in := m.In[k*plane : (k+1)*plane]
+		n, g := 0, 0
+		for i := range in {
+			if in[i] {
+				n++
+			}
+			if near(in, i, v.Rows, v.Cols) {
+				g++
+			}
+		}
+		ours += n
+		grown += g
+		if c := r.PerSlice[sop]; c < n || c > g {
+			t.Errorf("rt-utils: slice %d holds %d pixels; ours %d, grown by a pixel %d", k, c, n, g)
+		}
+	}
+	if len(r.PerSlice) != len(res.Structure.ROIs[0].Slices) {
+		t.Errorf("rt-utils: %d slices with contours, we wrote %d", len(r.PerSlice), len(res.Structure.ROIs[0].Slices))
+	}
+	t.Logf("rt-utils: %s %d voxels (%.3f cm3); ours %d, grown by a pixel %d", roi, r.Voxels, r.CM3, ours, grown)
+}
+
+// near says whether pixel i or one of its eight neighbours is set.
+func near(in []bool, i, rows, cols int) bool {
+	r, c := i/cols, i%cols
+	for dr := -1; dr <= 1; dr++ {
+		for dc := -1; dc <= 1; dc++ {
+			rr, cc := r+dr, c+dc
+			if rr >= 0 && cc >= 0 && rr < rows && cc < cols && in[rr*cols+cc] {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func readJSON(t *testing.T, path string, v any) {
