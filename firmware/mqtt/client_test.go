@@ -186,9 +186,11 @@ func TestRestartRedeliversPending(t *testing.T) {
 	sub := subscribe(t, b, "midline/#")
 	dir := t.TempDir()
 
-	// A first "process" queues while the broker is unreachable (it points at a closed port)
-	// and stops; a second one opens the same folder and delivers.
-	h := runClient(t, fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)), dir)
+	// A first "process" queues while the broker is unreachable (the proxy refuses it) and
+	// stops; a second one opens the same folder and delivers.
+	p := startProxy(t, b.addr())
+	p.setOpen(false)
+	h := runClient(t, p.url(), dir)
 	ids := enqueue(t, h.c, 0, 8)
 	h.stop()
 
