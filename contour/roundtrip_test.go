@@ -114,7 +114,11 @@ func TestRoundTripThroughPlastimatch(t *testing.T) {
 					seg.GTV.In[i] = x >= 0.5
 				}
 			}
-			ss := &StructureSet{Source: v, Revision: 1, Created: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), Holes: tc.holes,
+			text, err := ReadSourceText(paths[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			ss := &StructureSet{Source: v, Text: text, Revision: 1, Created: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), Holes: tc.holes,
 				UIDs: DeriveUIDs(UIDInputs{SourceSOPInstanceUIDs: v.SOPInstanceUIDs, BundleSHA256: "test", FirmwareVersion: "test"}),
 				Prov: Provenance{DeviceID: "test-box", FirmwareVersion: "0.0.0-test", ModelName: "synthetic", ModelVersion: "0.0.0",
 					BundleSHA256: strings.Repeat("0", 64), TFLiteVersion: "none", Engine: "cpu"}}

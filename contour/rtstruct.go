@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
@@ -30,8 +29,14 @@ const (
 	legacyEnhancedMRStorage = "1.2.840.10008.5.1.4.1.1.4.4"
 )
 
-// Character sets a destination may ask for (destinations[].profile.charset).
+// Character sets a destination may ask for (destinations[].profile.charset). CharsetSource,
+// the default, copies the source's Specific Character Set and the bytes of its Patient and
+// Study text as they were received: the planning system already holds the images in that
+// character set. The others transcode the text as decoded by suyashkumar/dicom, refused for a
+// source that uses ISO 2022 code extensions, which that decoder gets wrong (escape sequences
+// left in Korean names, half-width katakana lost; see charset_test.go).
 const (
+	CharsetSource = ""
 	CharsetUTF8   = "ISO_IR 192"
 	CharsetLatin1 = "ISO_IR 100"
 	CharsetASCII  = "ISO_IR 6"
@@ -67,7 +72,10 @@ type StructureSet struct {
 	Created  time.Time
 	Prov     Provenance
 	Holes    HoleMode
-	Charset  string // CharsetUTF8 (default), CharsetLatin1 or CharsetASCII
+	Charset  string // CharsetSource (default, also ""), CharsetUTF8, CharsetLatin1 or CharsetASCII
+	// Text is the source's Patient and Study text as encoded (ReadSourceText); required for
+	// CharsetSource.
+	Text *SourceText
 }
 
 // Label is the StructureSetLabel: AI_DRAFT, with the revision when it supersedes another.
@@ -136,25 +144,39 @@ func (s *StructureSet) dataset() (dicom.Dataset, error) {
 		return dicom.Dataset{}, fmt.Errorf("contour: source series lacks a Study, Series or Frame of Reference UID")
 	}
 	charset := s.Charset
-	if charset == "" {
-		charset = CharsetUTF8
-	}
 	b := &builder{}
 	date, tm := s.Created.Format("20060102"), s.Created.Format("150405")
 	var els []*dicom.Element
 
 	// Patient, General Study and Patient Study modules: the source's own attributes.
 	have := map[tag.Tag]bool{}
+	srcCharset := ""
+	for _, e := range h.PatientStudy {
+		if e.Tag == tag.SpecificCharacterSet {
+			srcCharset = strings.Join(dicom.MustGetStrings(e.Value), `\`)
+		}
+	}
 	for _, e := range h.PatientStudy {
 		if e.Tag == tag.SpecificCharacterSet || e.RawValueRepresentation == "UN" {
 			continue
 		}
-		c, err := recode(e, charset)
+		var c *dicom.Element
+		var err error
+		switch {
+		case charset == CharsetSource:
+			c, err = s.Text.copyRaw(e)
+		case strings.Contains(srcCharset, "2022"):
+			err = fmt.Errorf("%w: source character set %q uses ISO 2022 code extensions; only %q copies it faithfully", ErrCharset, srcCharset, CharsetSource)
+		default:
+			c, err = recode(e, charset)
+		}
 		if err != nil {
 			return dicom.Dataset{}, err
 		}
-		els = append(els, c)
-		have[e.Tag] = true
+		if c != nil {
+			els = append(els, c)
+			have[e.Tag] = true
+		}
 	}
 	for _, t := range []tag.Tag{tag.PatientName, tag.PatientID, tag.PatientBirthDate, tag.PatientSex,
 		tag.StudyDate, tag.StudyTime, tag.ReferringPhysicianName, tag.StudyID, tag.AccessionNumber} {
@@ -165,7 +187,10 @@ func (s *StructureSet) dataset() (dicom.Dataset, error) {
 	if !have[tag.StudyInstanceUID] {
 		els = append(els, b.str(tag.StudyInstanceUID, h.StudyInstanceUID))
 	}
-	if charset != CharsetASCII {
+	switch {
+	case charset == CharsetSource && s.Text != nil && len(s.Text.Charset) > 0:
+		els = append(els, b.str(tag.SpecificCharacterSet, string(s.Text.Charset)))
+	case charset != CharsetSource && charset != CharsetASCII:
 		els = append(els, b.str(tag.SpecificCharacterSet, charset))
 	}
 
@@ -199,7 +224,7 @@ func (s *StructureSet) dataset() (dicom.Dataset, error) {
 		b.str(tag.StructureSetLabel, s.Label()),
 		b.str(tag.StructureSetName, trim64(p.ModelName+" "+p.ModelVersion)),
 		b.str(tag.StructureSetDescription, fmt.Sprintf("Draft contours by %s %s on series %s, %s.",
-			p.ModelName, p.ModelVersion, h.SeriesDescription, draft)),
+			p.ModelName, p.ModelVersion, asciiOr(h.SeriesDescription, "number "+h.SeriesNumber), draft)),
 		b.str(tag.InstanceNumber, strconv.Itoa(max(1, s.Revision))),
 		b.str(tag.StructureSetDate, date), b.str(tag.StructureSetTime, tm),
 		b.seq(tag.ReferencedFrameOfReferenceSequence, s.referencedFrame(b)),
@@ -212,8 +237,8 @@ func (s *StructureSet) dataset() (dicom.Dataset, error) {
 	)
 	var ssroi, roic, obs [][]*dicom.Element
 	for _, r := range s.ROIs {
-		if n := utf8.RuneCountInString(r.Name); n == 0 || n > 16 {
-			return dicom.Dataset{}, fmt.Errorf("contour: ROI name %q must have 1 to 16 characters", r.Name)
+		if n := len(r.Name); n == 0 || n > 16 || asciiOr(r.Name, "") == "" {
+			return dicom.Dataset{}, fmt.Errorf("contour: ROI name %q must have 1 to 16 printable ASCII characters", r.Name)
 		}
 		num := strconv.Itoa(r.Number)
 		ssroi = append(ssroi, []*dicom.Element{
@@ -433,6 +458,17 @@ func recode(e *dicom.Element, charset string) (*dicom.Element, error) {
 		c.ValueLength = tag.VLUndefinedLength
 	}
 	return &c, nil
+}
+
+// asciiOr returns s when it is printable ASCII, else alt: Midline's own text must read the same
+// in every character set it may be written in.
+func asciiOr(s, alt string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] >= 0x7f {
+			return alt
+		}
+	}
+	return s
 }
 
 func encodeText(s, charset string) (string, error) {

@@ -20,6 +20,22 @@ const (
 	HolesKeyhole HoleMode = "keyhole"
 )
 
+// Profile is what one destination's planning system accepts (destinations[].profile in the
+// configuration; docs/contracts.md gives each key's meaning).
+type Profile struct {
+	HoleMode HoleMode `yaml:"hole_mode"`
+	// MaxPoints caps the points of one contour; 0 is the writer's limit, DefaultMaxPoints.
+	MaxPoints int `yaml:"max_points"`
+	// TransverseOnly: the importer takes contours on transverse planes only; a series whose
+	// slices are not transverse yields an event for this destination, not a file.
+	TransverseOnly bool `yaml:"transverse_only"`
+	// Charset is the RTSTRUCT's character set: CharsetSource (empty) or a named one.
+	Charset string `yaml:"charset"`
+	// ROINames maps a sequence (T2, FLAIR, T1C) to the ROI name written (at most 16 ASCII
+	// characters); absent: the model's roi.name.
+	ROINames map[string]string `yaml:"roi_names"`
+}
+
 // TraceOptions shape the contours.
 type TraceOptions struct {
 	// ToleranceMM is the Douglas-Peucker tolerance; at most 0.25 mm (DefaultToleranceMM).

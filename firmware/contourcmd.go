@@ -27,7 +27,7 @@ func runContour(args []string, stdout, stderr io.Writer) int {
 	engine := fs.String("engine", "cpu", "engine: cpu or edgetpu")
 	threads := fs.Int("threads", 1, "CPU threads for TFLite")
 	holes := fs.String("holes", string(contour.HolesSeparate), "hole mode: separate, xor or keyhole")
-	charset := fs.String("charset", contour.CharsetUTF8, "character set of the structure set: ISO_IR 192, ISO_IR 100 or ISO_IR 6")
+	charset := fs.String("charset", contour.CharsetSource, "character set of the structure set: empty for the source's own, or ISO_IR 192, ISO_IR 100, ISO_IR 6")
 	tol := fs.Float64("tolerance", contour.DefaultToleranceMM, "simplification tolerance in mm (at most 0.25)")
 	anySeq := fs.Bool("any-sequence", false, "run even if the series is classified as another sequence")
 	device := fs.String("device-id", "midline-offline", "DeviceSerialNumber written into the result")
@@ -59,8 +59,7 @@ func runContour(args []string, stdout, stderr io.Writer) int {
 	defer m.Close()
 	open := time.Since(t0)
 	res, err := pipeline.Run(ctx, m, paths, pipeline.Settings{
-		DeviceID: *device, FirmwareVersion: version, FirmwareCommit: commit, ToleranceMM: *tol,
-		Profile: pipeline.Profile{HoleMode: contour.HoleMode(*holes), Charset: *charset}, AnySequence: *anySeq,
+		DeviceID: *device, FirmwareVersion: version, FirmwareCommit: commit, ToleranceMM: *tol, AnySequence: *anySeq,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "midline contour: %v\n", err)
@@ -69,7 +68,7 @@ func runContour(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	files, err := res.WriteFiles(*out, "offline")
+	rd, files, err := res.WriteFiles(*out, "offline", contour.Profile{HoleMode: contour.HoleMode(*holes), Charset: *charset}, 1)
 	if err != nil {
 		fmt.Fprintf(stderr, "midline contour: %v\n", err)
 		return 1
@@ -83,7 +82,7 @@ func runContour(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "model: %s %s on %s (bundle sha256 %s), reformatted: %v\n",
 		m.Bundle.Meta.Name, m.Bundle.Meta.Version, m.Engine, m.Digest[:16], res.Probability.Reformatted)
-	fmt.Fprintf(stdout, "result: %s\n", res.Summary())
+	fmt.Fprintf(stdout, "result: %s\n", rd.Summary())
 	t := res.Timings
 	fmt.Fprintf(stdout, "timings: open+selftest %v, load %v, normalize %v, infer %v (%d tiles run, %d skipped), reformat %v, post %v, trace %v, write %v, total %v\n",
 		ms(open), ms(t.Load), ms(t.Normalize), ms(t.Infer), res.Tiles.TilesRun, res.Tiles.TilesSkipped,

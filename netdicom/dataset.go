@@ -46,15 +46,42 @@ type headReader struct {
 	implicit bool
 	info     HeadInfo
 	scratch  [8]byte
+	// raw, when set, receives the value bytes of the top-level elements keep selects instead of
+	// HeadInfo; the walk ends after the tag last.
+	raw  map[uint32][]byte
+	keep func(tag uint32) bool
+	last uint32
 }
 
 // ReadHead reads the identifying attributes of a data set encoded in transfer syntax ts from r,
 // stopping after Number of Frames (0028,0008) or at the end. It allocates nothing sized by the
 // data, skips sequences without decoding them, and checks only what it walks.
 func ReadHead(r io.Reader, tsUID string) (HeadInfo, error) {
+	h, err := walkHead(r, tsUID, nil)
+	if h == nil {
+		return HeadInfo{}, err
+	}
+	return h.info, err
+}
+
+// maxRawValue bounds one value ReadRawValues keeps (an LT holds at most 10240 characters).
+const maxRawValue = 64 << 10
+
+// ReadRawValues returns the value bytes, exactly as encoded, of the top-level elements of a data
+// set (in transfer syntax ts) that keep selects (tags as group<<16 | element), walking no
+// further than the tag last. Text keeps the bytes of its own character set: the RT Structure
+// Set writer copies a source's Patient and Study attributes with them.
+func ReadRawValues(r io.Reader, tsUID string, keep func(tag uint32) bool, last uint32) (map[uint32][]byte, error) {
+	raw := map[uint32][]byte{}
+	_, err := walkHead(r, tsUID, &headReader{raw: raw, keep: keep, last: last})
+	return raw, err
+}
+
+// walkHead walks a data set's top-level elements with h's settings (nil: HeadInfo's).
+func walkHead(r io.Reader, tsUID string, h *headReader) (*headReader, error) {
 	ts, ok := lookupTransferSyntax(tsUID)
 	if !ok {
-		return HeadInfo{}, badDataSet("transfer syntax %q not supported", tsUID)
+		return nil, badDataSet("transfer syntax %q not supported", tsUID)
 	}
 	if ts.deflated {
 		fr := flate.NewReader(r)
@@ -66,12 +93,14 @@ func ReadHead(r io.Reader, tsUID string) (HeadInfo, error) {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(r)
 	defer func() { br.Reset(nil); readerPool.Put(br) }()
-	h := &headReader{r: br, bo: binary.LittleEndian, implicit: ts.implicit}
+	if h == nil {
+		h = &headReader{last: 0x00280008}
+	}
+	h.r, h.bo, h.implicit = br, binary.LittleEndian, ts.implicit
 	if ts.big {
 		h.bo = binary.BigEndian
 	}
-	err := h.walk(0, false)
-	return h.info, err
+	return h, h.walk(0, false)
 }
 
 var errStop = errors.New("stop")
@@ -99,7 +128,7 @@ func (h *headReader) walk(depth int, inItem bool) error {
 			}
 			return badDataSet("unexpected delimiter (fffe,%04x)", elem)
 		}
-		if !inItem && (group > 0x0028 || group == 0x0028 && elem > 0x0008) {
+		if !inItem && uint32(group)<<16|uint32(elem) > h.last {
 			return nil
 		}
 		if err := h.element(depth, inItem, group, elem); err != nil {
@@ -131,7 +160,18 @@ func (h *headReader) element(depth int, inItem bool, group, elem uint16) error {
 		h.implicit = saved
 		return err
 	}
-	if !inItem && wanted(group, elem) {
+	if !inItem && h.raw != nil && h.keep(uint32(group)<<16|uint32(elem)) {
+		if n > maxRawValue {
+			return badDataSet("(%04x,%04x) value of %d bytes", group, elem, n)
+		}
+		b := make([]byte, n)
+		if _, err := io.ReadFull(h.r, b); err != nil {
+			return badDataSet("(%04x,%04x) value: %v", group, elem, noEOF(err))
+		}
+		h.raw[uint32(group)<<16|uint32(elem)] = b
+		return nil
+	}
+	if !inItem && h.raw == nil && wanted(group, elem) {
 		return h.readWanted(n, group, elem)
 	}
 	return h.skip(int64(n))

@@ -99,6 +99,13 @@ func FuzzReadHead(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, ts uint8) {
 		uid := TransferSyntaxes[int(ts)%len(TransferSyntaxes)].UID
 		ReadHead(io.LimitReader(bytes.NewReader(data), 1<<20), uid)
+		raw, err := ReadRawValues(io.LimitReader(bytes.NewReader(data), 1<<20), uid,
+			func(tag uint32) bool { return tag>>16 == 0x0010 || tag == 0x00080005 }, 0x0020FFFF)
+		for tag, v := range raw {
+			if len(v) > maxRawValue || !(tag>>16 == 0x0010 || tag == 0x00080005) {
+				t.Fatalf("kept (%08x) of %d bytes (err %v)", tag, len(v), err)
+			}
+		}
 		ReadFileMeta(bytes.NewReader(data))
 	})
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/midline-rt/midline/contour"
 	"path/filepath"
 	"time"
 
@@ -76,32 +77,15 @@ type Selection struct {
 
 // Destination is a planning system (or PACS) that receives RT Structure Sets by C-STORE.
 type Destination struct {
-	Name          string  `yaml:"name"`
-	AETitle       string  `yaml:"ae_title"`
-	Host          string  `yaml:"host"`
-	Port          int     `yaml:"port"`
-	TLS           bool    `yaml:"tls"`
-	Clinical      bool    `yaml:"clinical"`
-	ForwardImages bool    `yaml:"forward_images"`
-	Profile       Profile `yaml:"profile"`
+	Name          string          `yaml:"name"`
+	AETitle       string          `yaml:"ae_title"`
+	Host          string          `yaml:"host"`
+	Port          int             `yaml:"port"`
+	TLS           bool            `yaml:"tls"`
+	Clinical      bool            `yaml:"clinical"`
+	ForwardImages bool            `yaml:"forward_images"`
+	Profile       contour.Profile `yaml:"profile"`
 }
-
-// Profile adapts the RT Structure Set to what one planning system accepts.
-type Profile struct {
-	HoleMode       string            `yaml:"hole_mode"`
-	MaxPoints      int               `yaml:"max_points"`
-	TransverseOnly bool              `yaml:"transverse_only"`
-	Charset        string            `yaml:"charset"`
-	ROINames       map[string]string `yaml:"roi_names"`
-}
-
-// Hole modes: how a contour with a hole (never in a filled GTV, but in the review ROI or after
-// clipping) is written.
-const (
-	HoleSeparate = "separate" // inner and outer rings as separate CLOSED_PLANAR contours
-	HoleXOR      = "xor"      // CLOSEDPLANAR_XOR geometric type
-	HoleKeyhole  = "keyhole"  // one CLOSED_PLANAR ring joined to its holes by a zero-width channel
-)
 
 // Engine selects the inference engine.
 type Engine struct {
@@ -191,7 +175,7 @@ func Default() Config {
 }
 
 // DefaultProfile is the profile a destination gets for keys it leaves out.
-func DefaultProfile() Profile { return Profile{HoleMode: HoleSeparate} }
+func DefaultProfile() contour.Profile { return contour.Profile{HoleMode: contour.HolesSeparate} }
 
 // fillDefaults sets the defaults that depend on decoded values: list elements are decoded onto
 // zero values, and models.dir follows state_dir.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/midline-rt/midline/contour"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,7 @@ func TestExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(c.Destinations) != 1 || c.Destinations[0].Profile.HoleMode != HoleSeparate {
+			if len(c.Destinations) != 1 || c.Destinations[0].Profile.HoleMode != contour.HolesSeparate {
 				t.Errorf("destinations = %+v", c.Destinations)
 			}
 		})
@@ -43,7 +44,7 @@ func TestDefaultsAndOverrides(t *testing.T) {
 	if c.MQTT.TopicPrefix != "midline/v1" || c.HTTP.Listen != "127.0.0.1:8080" || c.DICOM.SeriesTimeout != 10*time.Second {
 		t.Errorf("defaults lost: %+v %+v", c.MQTT, c.HTTP)
 	}
-	if c.Destinations[0].Profile.HoleMode != HoleSeparate || c.Models.Dir != "/var/lib/midline/models" {
+	if c.Destinations[0].Profile.HoleMode != contour.HolesSeparate || c.Models.Dir != "/var/lib/midline/models" {
 		t.Errorf("derived defaults: %+v %+v", c.Destinations[0].Profile, c.Models)
 	}
 }

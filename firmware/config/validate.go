@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/midline-rt/midline/contour"
 	"maps"
 	"net"
 	"net/netip"
@@ -159,19 +160,19 @@ func (c Config) validateDestinations(p *problems) {
 		if d.Port < 1 || d.Port > 65535 {
 			p.add(path+".port", "must be 1..65535")
 		}
-		d.Profile.validate(p, path+".profile")
+		validateProfile(d.Profile, p, path+".profile")
 	}
 }
 
 // Charsets a destination profile may ask for; empty keeps the source series' character set.
-var charsets = []string{"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192"}
+var charsets = []string{contour.CharsetSource, contour.CharsetASCII, contour.CharsetLatin1, contour.CharsetUTF8}
 
-func (pr Profile) validate(p *problems, path string) {
-	if !slices.Contains([]string{HoleSeparate, HoleXOR, HoleKeyhole}, pr.HoleMode) {
+func validateProfile(pr contour.Profile, p *problems, path string) {
+	if !slices.Contains([]contour.HoleMode{contour.HolesSeparate, contour.HolesXOR, contour.HolesKeyhole}, pr.HoleMode) {
 		p.add(path+".hole_mode", "must be separate, xor or keyhole")
 	}
-	if pr.MaxPoints != 0 && (pr.MaxPoints < 4 || pr.MaxPoints > 1_000_000) {
-		p.add(path+".max_points", "must be 0 (no limit) or 4..1000000")
+	if pr.MaxPoints != 0 && (pr.MaxPoints < 4 || pr.MaxPoints > contour.DefaultMaxPoints) {
+		p.add(path+".max_points", "must be 0 (the writer's limit, %d) or 4..%d", contour.DefaultMaxPoints, contour.DefaultMaxPoints)
 	}
 	if !slices.Contains(charsets, pr.Charset) {
 		p.add(path+".charset", "must be one of %q", charsets)

@@ -58,15 +58,6 @@ func OpenModel(ctx context.Context, dir string, o accel.Options) (*Model, error)
 // Close releases the interpreter.
 func (m *Model) Close() { m.model.Close() }
 
-// Profile is a destination's view of a result (destinations[].profile in the configuration).
-type Profile struct {
-	HoleMode       contour.HoleMode
-	MaxPoints      int
-	TransverseOnly bool
-	Charset        string
-	ROINames       map[string]string // sequence -> ROI name
-}
-
 // Settings are what the firmware adds to a run.
 type Settings struct {
 	DeviceID        string
@@ -74,9 +65,6 @@ type Settings struct {
 	FirmwareCommit  string
 	ToleranceMM     float64
 	MidlineMM       float64
-	Profile         Profile
-	// Revision counts results of the same series: 1, or more for a superseding result.
-	Revision int
 	// AnySequence runs the model whatever the series' classification says (commissioning).
 	AnySequence bool
 	// Classifier labels the series (the configuration's rules); nil means the defaults.
@@ -94,27 +82,25 @@ func (t Timings) Total() time.Duration {
 	return t.Load + t.Normalize + t.Infer + t.Reformat + t.Post + t.Trace + t.Write
 }
 
-// Result is a processed series.
+// Result is a processed series: everything up to the mask. What a destination receives is
+// rendered from it per destination profile (Render).
 type Result struct {
 	Volume         *preproc.Volume
+	Text           *contour.SourceText
 	Classification preproc.Classification
 	Probability    *accel.Probability
 	Segmentation   *contour.Segmentation
-	Structure      *contour.StructureSet
-	VolumesCM3     []float64
-	Review         []bool
 	Timings        Timings
 	Tiles          accel.Stats
+	Created        time.Time
+
+	model    *Model
+	settings Settings
 }
 
 // Empty says no lesion was found.
 func (r *Result) Empty() bool {
-	for _, roi := range r.Structure.ROIs {
-		if len(roi.Slices) > 0 {
-			return false
-		}
-	}
-	return true
+	return r.Segmentation.GTV.Count() == 0 && r.Segmentation.Review.Count() == 0
 }
 
 var (
@@ -128,18 +114,21 @@ var (
 // destination that takes transverse planes only.
 const TransverseToleranceDeg = 1.0
 
-// Run processes the instances of one series with m.
+// Run processes the instances of one series with m: load, classify, infer, post-process.
 func Run(ctx context.Context, m *Model, paths []string, s Settings) (*Result, error) {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
-	res := &Result{}
+	res := &Result{model: m, settings: s}
 	t0 := time.Now()
 	v, err := preproc.LoadSeries(ctx, paths, preproc.Options{})
 	if err != nil {
 		return nil, err
 	}
 	res.Volume = v
+	if res.Text, err = contour.ReadSourceText(paths[0]); err != nil {
+		return nil, err
+	}
 	res.Timings.Load = time.Since(t0)
 	meta := m.Bundle.Meta
 	cl := s.Classifier
@@ -153,11 +142,6 @@ func Run(ctx context.Context, m *Model, paths []string, s Settings) (*Result, er
 		return res, fmt.Errorf("%w: classified %s (%s); %s runs on %s", ErrWrongSequence,
 			res.Classification.Label, res.Classification.Reason, meta.Name, meta.Sequence)
 	}
-	if s.Profile.TransverseOnly {
-		if tilt := math.Acos(math.Min(1, math.Abs(v.Normal[2]))) * 180 / math.Pi; tilt > TransverseToleranceDeg {
-			return res, fmt.Errorf("%w: slices lean %.1f degrees from transverse", ErrNotTransverse, tilt)
-		}
-	}
 	p, err := accel.SegmentVolume(ctx, m.runner, meta.Normalization, v)
 	if err != nil {
 		return res, err
@@ -167,26 +151,50 @@ func Run(ctx context.Context, m *Model, paths []string, s Settings) (*Result, er
 	res.Timings.Normalize, res.Timings.Infer, res.Timings.Reformat = p.Timings.Normalize, p.Timings.Infer, p.Timings.Reformat
 
 	t1 := time.Now()
-	seg, err := contour.Postprocess(&v.Geometry, p.P, contour.MidlineX(v), contour.Params{
+	res.Segmentation, err = contour.Postprocess(&v.Geometry, p.P, contour.MidlineX(v), contour.Params{
 		Threshold: meta.Threshold, MinComponentMM3: meta.MinComponent, MidlineMM: s.MidlineMM})
 	if err != nil {
 		return res, err
 	}
-	res.Segmentation = seg
 	res.Timings.Post = time.Since(t1)
+	res.Created = s.Now()
+	return res, nil
+}
 
-	t2 := time.Now()
-	topt := contour.TraceOptions{ToleranceMM: s.ToleranceMM, MaxPoints: s.Profile.MaxPoints, Holes: s.Profile.HoleMode}
+// Rendered is a result as one destination receives it.
+type Rendered struct {
+	Structure  *contour.StructureSet
+	VolumesCM3 []float64 // per ROI, from the mask
+	Review     []bool    // per ROI: the review ROI of components away from the midline
+}
+
+// Transverse says whether the series' slices are transverse within TransverseToleranceDeg.
+func (r *Result) Transverse() bool {
+	tilt := math.Acos(math.Min(1, math.Abs(r.Volume.Normal[2]))) * 180 / math.Pi
+	return tilt <= TransverseToleranceDeg
+}
+
+// Render traces the contours and builds the structure set for one destination profile
+// (revision 1 for a series' first result, more for one that supersedes it).
+func (r *Result) Render(pr contour.Profile, revision int) (*Rendered, error) {
+	if pr.TransverseOnly && !r.Transverse() {
+		return nil, fmt.Errorf("%w: the series' slices are not transverse", ErrNotTransverse)
+	}
+	t0 := time.Now()
+	defer func() { r.Timings.Trace += time.Since(t0) }()
+	v, meta, s := r.Volume, r.model.Bundle.Meta, r.settings
+	topt := contour.TraceOptions{ToleranceMM: s.ToleranceMM, MaxPoints: pr.MaxPoints, Holes: pr.HoleMode}
 	gtvName := meta.ROI.Name
-	if n := s.Profile.ROINames[meta.Sequence]; n != "" {
+	if n := pr.ROINames[meta.Sequence]; n != "" {
 		gtvName = n
 	}
 	voxel := v.PixelSpacing[0] * v.PixelSpacing[1] * v.SliceSpacing / 1000
+	out := &Rendered{}
 	var rois []contour.ROIData
-	for i, mask := range []*contour.Mask{seg.GTV, seg.Review} {
-		sl, err := contour.Trace(v, p.P, mask, meta.Threshold, topt)
+	for i, mask := range []*contour.Mask{r.Segmentation.GTV, r.Segmentation.Review} {
+		sl, err := contour.Trace(v, r.Probability.P, mask, meta.Threshold, topt)
 		if err != nil {
-			return res, err
+			return nil, err
 		}
 		roi := contour.ROIData{Number: i + 1, Name: gtvName, InterpretedType: meta.ROI.Type, Color: meta.ROI.Color, Slices: sl,
 			Description: fmt.Sprintf("%s by %s %s, %s", meta.ROI.Type, meta.Name, meta.Version, "NOT REVIEWED")}
@@ -200,24 +208,21 @@ func Run(ctx context.Context, m *Model, paths []string, s Settings) (*Result, er
 			roi.Description = "components away from the midline: review " + roi.Description
 		}
 		rois = append(rois, roi)
-		res.VolumesCM3 = append(res.VolumesCM3, float64(mask.Count())*voxel)
-		res.Review = append(res.Review, i == 1)
+		out.VolumesCM3 = append(out.VolumesCM3, float64(mask.Count())*voxel)
+		out.Review = append(out.Review, i == 1)
 	}
-	res.Timings.Trace = time.Since(t2)
-
-	var sops []string
-	sops = append(sops, v.SOPInstanceUIDs...)
-	res.Structure = &contour.StructureSet{
-		Source: v, ROIs: rois, Revision: max(1, s.Revision), Created: s.Now(), Holes: topt.Holes, Charset: s.Profile.Charset,
-		UIDs: contour.DeriveUIDs(contour.UIDInputs{SourceSOPInstanceUIDs: sops, BundleSHA256: m.Digest,
-			FirmwareVersion: s.FirmwareVersion, Config: outputConfig(s, topt)}),
+	m := r.model
+	out.Structure = &contour.StructureSet{
+		Source: v, ROIs: rois, Revision: max(1, revision), Created: r.Created, Holes: topt.Holes, Charset: pr.Charset, Text: r.Text,
+		UIDs: contour.DeriveUIDs(contour.UIDInputs{SourceSOPInstanceUIDs: v.SOPInstanceUIDs, BundleSHA256: m.Digest,
+			FirmwareVersion: s.FirmwareVersion, Config: outputConfig(s, pr, topt, revision)}),
 		Prov: contour.Provenance{DeviceID: s.DeviceID, FirmwareVersion: s.FirmwareVersion, FirmwareCommit: s.FirmwareCommit,
 			ModelName: meta.Name, ModelVersion: meta.Version, BundleSHA256: m.Digest, TFLiteVersion: accel.RuntimeVersion(),
 			Engine: string(m.Engine), ClinicalUse: meta.ClinicalUse,
 			Parameters: fmt.Sprintf("threshold %g; min_component_mm3 %g; scales_mm %v; tolerance_mm %g",
-				meta.Threshold, meta.MinComponent, meta.ScalesMM, topt.ToleranceMM)},
+				meta.Threshold, meta.MinComponent, meta.ScalesMM, s.ToleranceMM)},
 	}
-	return res, nil
+	return out, nil
 }
 
 // reviewName is the review ROI's name: the GTV name with a _REV suffix, within 16 characters.
@@ -230,9 +235,9 @@ func reviewName(gtv string) string {
 }
 
 // outputConfig renders the settings that change the output, for the result's UIDs.
-func outputConfig(s Settings, t contour.TraceOptions) string {
+func outputConfig(s Settings, pr contour.Profile, t contour.TraceOptions, revision int) string {
 	return fmt.Sprintf("holes=%s;max_points=%d;tolerance=%g;charset=%s;roi_names=%v;midline=%g;revision=%d",
-		t.Holes, t.MaxPoints, t.ToleranceMM, s.Profile.Charset, s.Profile.ROINames, s.MidlineMM, s.Revision)
+		t.Holes, t.MaxPoints, t.ToleranceMM, pr.Charset, pr.ROINames, s.MidlineMM, revision)
 }
 
 // Files names the outputs WriteFiles writes.
@@ -240,46 +245,50 @@ type Files struct {
 	RTStruct, Contours, Preview string
 }
 
-// WriteFiles writes rtstruct.dcm (unless the result is empty), contours.json and preview.png
-// into dir, each crash-safely (temp file, fsync, rename).
-func (r *Result) WriteFiles(dir, jobID string) (Files, error) {
-	t0 := time.Now()
-	defer func() { r.Timings.Write = time.Since(t0) }()
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return Files{}, err
-	}
+// WriteFiles renders the result for profile pr and writes rtstruct.dcm (unless no lesion was
+// found), contours.json and preview.png into dir, each crash-safely.
+func (r *Result) WriteFiles(dir, jobID string, pr contour.Profile, revision int) (*Rendered, Files, error) {
 	var f Files
+	rd, err := r.Render(pr, revision)
+	if err != nil {
+		return nil, f, err
+	}
+	t0 := time.Now()
+	defer func() { r.Timings.Write += time.Since(t0) }()
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return rd, f, err
+	}
 	if !r.Empty() {
 		var b bytes.Buffer
-		if err := contour.WriteRTStruct(&b, r.Structure); err != nil {
-			return f, err
+		if err := contour.WriteRTStruct(&b, rd.Structure); err != nil {
+			return rd, f, err
 		}
 		f.RTStruct = filepath.Join(dir, "rtstruct.dcm")
 		if err := writeFile(f.RTStruct, b.Bytes()); err != nil {
-			return f, err
+			return rd, f, err
 		}
 	}
-	msg := r.Structure.Message(r.VolumesCM3, r.Review)
+	msg := rd.Structure.Message(rd.VolumesCM3, rd.Review)
 	msg.JobID = jobID
 	js, err := msg.MarshalIndent()
 	if err != nil {
-		return f, err
+		return rd, f, err
 	}
 	f.Contours = filepath.Join(dir, "contours.json")
 	if err := writeFile(f.Contours, js); err != nil {
-		return f, err
+		return rd, f, err
 	}
 	var png bytes.Buffer
-	in := contour.PreviewInput{Volume: r.Volume, Title: r.Structure.Prov.ModelName + " " + r.Structure.Prov.ModelVersion,
-		Note: "AI DRAFT: " + r.Structure.Draft()}
-	for _, roi := range r.Structure.ROIs {
+	st := rd.Structure
+	in := contour.PreviewInput{Volume: r.Volume, Title: st.Prov.ModelName + " " + st.Prov.ModelVersion, Note: "AI DRAFT: " + st.Draft()}
+	for _, roi := range st.ROIs {
 		in.ROIs = append(in.ROIs, contour.PreviewROI{Name: roi.Name, Color: roi.Color, Slices: roi.Slices})
 	}
 	if err := contour.WritePreview(&png, in); err != nil {
-		return f, err
+		return rd, f, err
 	}
 	f.Preview = filepath.Join(dir, "preview.png")
-	return f, writeFile(f.Preview, png.Bytes())
+	return rd, f, writeFile(f.Preview, png.Bytes())
 }
 
 // writeFile writes data crash-safely: a temp file in the same folder, fsync, rename, fsync of
@@ -302,6 +311,9 @@ func writeFile(path string, data []byte) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
+	if err := os.Chmod(tmp.Name(), 0o640); err != nil {
+		return err
+	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
@@ -313,11 +325,12 @@ func writeFile(path string, data []byte) error {
 	return d.Sync()
 }
 
-// Summary is a one-line description of a result for logs and the CLI (no patient data).
-func (r *Result) Summary() string {
+// Summary is a one-line description of a rendered result for logs and the CLI (no patient
+// data).
+func (rd *Rendered) Summary() string {
 	var parts []string
-	for i, roi := range r.Structure.ROIs {
-		parts = append(parts, fmt.Sprintf("%s %.2f cm3 on %d slices", roi.Name, r.VolumesCM3[i], len(roi.Slices)))
+	for i, roi := range rd.Structure.ROIs {
+		parts = append(parts, fmt.Sprintf("%s %.2f cm3 on %d slices", roi.Name, rd.VolumesCM3[i], len(roi.Slices)))
 	}
 	if len(parts) == 0 {
 		return "no lesion found"

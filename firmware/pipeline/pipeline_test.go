@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/midline-rt/midline/accel"
+	"github.com/midline-rt/midline/contour"
 	"github.com/midline-rt/midline/internal/maskio"
 	"github.com/midline-rt/midline/internal/testenv"
 )
@@ -74,7 +75,7 @@ func TestSeed4RTStructMatchesToolchain(t *testing.T) {
 				t.Fatal(err)
 			}
 			out := t.TempDir()
-			files, err := res.WriteFiles(out, "job-1")
+			rd, files, err := res.WriteFiles(out, "job-1", contour.Profile{}, 1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,7 +87,7 @@ func TestSeed4RTStructMatchesToolchain(t *testing.T) {
 			if msg, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("plastimatch: %v\n%s", err, msg)
 			}
-			roi := res.Structure.ROIs[0].Name
+			roi := rd.Structure.ROIs[0].Name
 			pm, err := maskio.ReadNRRD(filepath.Join(out, "pm", roi+".nrrd"))
 			if err != nil {
 				t.Fatal(err)
@@ -123,11 +124,11 @@ func TestSeed4RTStructMatchesToolchain(t *testing.T) {
 			dice := 2 * float64(inter) / float64(a+b)
 			voxel := v.PixelSpacing[0] * v.PixelSpacing[1] * v.SliceSpacing / 1000
 			t.Logf("%s: RTSTRUCT through plastimatch: Dice %.4f against the phantom GTV (toolchain %.4f), %.3f cm3 (toolchain %.3f, mask %.3f)",
-				seq, dice, want.Dice, float64(a)*voxel, want.PredCM3, res.VolumesCM3[0])
+				seq, dice, want.Dice, float64(a)*voxel, want.PredCM3, rd.VolumesCM3[0])
 			if math.Abs(dice-want.Dice) > 0.01 {
 				t.Errorf("%s: Dice %.4f, toolchain %.4f: differ by more than 0.01", seq, dice, want.Dice)
 			}
-			checkWithRTUtils(t, series, files.RTStruct, res, roi)
+			checkWithRTUtils(t, series, files.RTStruct, res, rd, roi)
 		})
 	}
 }
@@ -136,7 +137,7 @@ func TestSeed4RTStructMatchesToolchain(t *testing.T) {
 // PyPI): on every slice it must hold at least our pixels and at most our pixels grown by one
 // pixel (its rasterizer rounds vertices to the grid and fills the pixels edges touch), and no
 // slice may be missing or extra.
-func checkWithRTUtils(t *testing.T, series, rtstruct string, res *Result, roi string) {
+func checkWithRTUtils(t *testing.T, series, rtstruct string, res *Result, rd *Rendered, roi string) {
 	t.Helper()
 	py := filepath.Join(root(), "scripts", "model", ".venv", "bin", "python")
 	if _, err := os.Stat(py); err != nil {
@@ -184,8 +185,8 @@ func checkWithRTUtils(t *testing.T, series, rtstruct string, res *Result, roi st
 			t.Errorf("rt-utils: slice %d holds %d pixels; ours %d, grown by a pixel %d", k, c, n, g)
 		}
 	}
-	if len(r.PerSlice) != len(res.Structure.ROIs[0].Slices) {
-		t.Errorf("rt-utils: %d slices with contours, we wrote %d", len(r.PerSlice), len(res.Structure.ROIs[0].Slices))
+	if len(r.PerSlice) != len(rd.Structure.ROIs[0].Slices) {
+		t.Errorf("rt-utils: %d slices with contours, we wrote %d", len(r.PerSlice), len(rd.Structure.ROIs[0].Slices))
 	}
 	t.Logf("rt-utils: %s %d voxels (%.3f cm3); ours %d, grown by a pixel %d", roi, r.Voxels, r.CM3, ours, grown)
 }
@@ -214,4 +215,3 @@ func readJSON(t *testing.T, path string, v any) {
 		t.Fatalf("%s: %v", path, err)
 	}
 }
-
