@@ -289,3 +289,32 @@ func readNRRDMask(path string, x, y, z int) (*Mask, error) {
 	}
 	return m, nil
 }
+
+// TestEmptyStructureSetIsValid: a destination that asks for a structure set when no lesion is
+// found gets one ROI without contours, which dciodvfy accepts.
+func TestEmptyStructureSetIsValid(t *testing.T) {
+	dciodvfy := testenv.Require(t, "dciodvfy")
+	dir := t.TempDir()
+	paths, err := synthmr.Write(dir, synthmr.Spec{Rows: 16, Cols: 16, Slices: 3, Spacing: [2]float64{1, 1}, IOP: [6]float64{1, 0, 0, 0, 1, 0}, Step: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := preproc.LoadSeries(context.Background(), paths, preproc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := &StructureSet{Source: v, Revision: 1, Created: time.Unix(0, 0).UTC(),
+		UIDs: DeriveUIDs(UIDInputs{SourceSOPInstanceUIDs: v.SOPInstanceUIDs}),
+		ROIs: []ROIData{{Number: 1, Name: "GTV_T2_AI", InterpretedType: "GTV", Color: [3]uint8{255, 64, 64}}},
+		Prov: Provenance{DeviceID: "t", ModelName: "m", ModelVersion: "0"}}
+	var b bytes.Buffer
+	if err := WriteRTStruct(&b, ss); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "empty.dcm")
+	os.WriteFile(p, b.Bytes(), 0o644)
+	out, _ := exec.Command(dciodvfy, p).CombinedOutput()
+	if strings.Contains(string(out), "Error") {
+		t.Fatalf("dciodvfy:\n%s", out)
+	}
+}

@@ -34,6 +34,9 @@ type Profile struct {
 	// ROINames maps a sequence (T2, FLAIR, T1C) to the ROI name written (at most 16 ASCII
 	// characters); absent: the model's roi.name.
 	ROINames map[string]string `yaml:"roi_names"`
+	// SendEmpty asks for a structure set with an empty ROI when no lesion is found (the
+	// default sends none: an event and a line on the status page say so).
+	SendEmpty bool `yaml:"send_empty"`
 }
 
 // TraceOptions shape the contours.

@@ -67,6 +67,9 @@ type OutboxOptions struct {
 	ClientTLS    func(d Destination) (*tls.Config, error) // for destinations with TLS
 	NoFsync      bool
 	Logger       *slog.Logger
+	// Finished, when set, is called with a job once it is done or dead-lettered (after it is
+	// persisted), so the daemon can raise its event. It must not block.
+	Finished func(Job)
 }
 
 // Outbox is the durable queue of C-STORE jobs: each job is a JSON file written crash-safely,
@@ -255,6 +258,9 @@ func (ob *Outbox) attempt(ctx context.Context, j Job) {
 	ob.mu.Lock()
 	ob.jobs[j.ID] = &j
 	ob.mu.Unlock()
+	if j.State != JobPending && ob.o.Finished != nil {
+		ob.o.Finished(j)
+	}
 }
 
 // backoff is the wait after the n-th failed attempt: BaseDelay doubling per attempt, capped at

@@ -1,0 +1,195 @@
+package pipeline
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/midline-rt/midline/accel"
+	"github.com/midline-rt/midline/contour"
+	"github.com/midline-rt/midline/firmware/config"
+	"github.com/midline-rt/midline/internal/testenv"
+	"github.com/midline-rt/midline/netdicom"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startStorescp runs dcmtk's storescp as a planning system would: it writes what it receives
+// into dir, one file per instance, named by modality and SOP Instance UID.
+func startStorescp(t *testing.T, dir string, port int) {
+	t.Helper()
+	path := testenv.Require(t, "storescp")
+	cmd := exec.Command(path, "-aet", "PLANNING", "-od", dir, strconv.Itoa(port))
+	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for range 200 {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatal("storescp does not listen")
+}
+
+// TestDeliveryToPlanningSystems sends the seed 4 T2 result through the DICOM outbox to three
+// destinations: dcmtk's storescp forwarding images (the MR instances must arrive before the
+// structure set), a destination that is down for the whole test (retries, then dead-lettered,
+// while the others proceed), and a clinical destination (refused: the shipped models are not
+// for clinical use). A re-render of the same result repeats its SOP Instance UID.
+func TestDeliveryToPlanningSystems(t *testing.T) {
+	m, err := OpenModel(context.Background(), filepath.Join(root(), "models", "dmg-t2"), accel.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	paths := seriesPaths(t, filepath.Join(root(), "testdata", "phantom", "seed4", "T2"))
+	res, err := Run(context.Background(), m, paths, Settings{DeviceID: "test", FirmwareVersion: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := t.TempDir()
+	up, down := freePort(t), freePort(t)
+	startStorescp(t, recv, up)
+	dests := []config.Destination{
+		{Name: "planning", AETitle: "PLANNING", Host: "127.0.0.1", Port: up, ForwardImages: true},
+		{Name: "down", AETitle: "NOBODY", Host: "127.0.0.1", Port: down},
+		{Name: "clinical", AETitle: "CLINIC", Host: "127.0.0.1", Port: up, Clinical: true},
+		{Name: "keyhole", AETitle: "PLANNING", Host: "127.0.0.1", Port: up, Profile: contour.Profile{HoleMode: contour.HolesKeyhole, Charset: contour.CharsetUTF8}},
+	}
+	var mu sync.Mutex
+	finished := map[string]netdicom.Job{}
+	var sequence []string
+	ob, err := netdicom.OpenOutbox(netdicom.OutboxOptions{Dir: t.TempDir(), Destinations: OutboxDestinations(dests), CallingAE: "MIDLINE",
+		MaxAttempts: 3, BaseDelay: 20 * time.Millisecond, MaxDelay: 50 * time.Millisecond,
+		Finished: func(j netdicom.Job) {
+			mu.Lock()
+			finished[j.Destination] = j
+			sequence = append(sequence, j.Destination)
+			mu.Unlock()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	ds, err := res.Deliver(ob, dests, out, paths, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byDest := map[string]Delivery{}
+	for _, d := range ds {
+		byDest[d.Destination] = d
+		t.Logf("%s: job %v, skipped %q", d.Destination, d.Job != nil, d.Skipped)
+	}
+	if c := byDest["clinical"]; c.Job != nil || !strings.Contains(c.Skipped, "not for clinical use") {
+		t.Fatalf("clinical destination: %+v", c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	go ob.Run(ctx)
+	for {
+		mu.Lock()
+		n := len(finished)
+		mu.Unlock()
+		if n == 3 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if j := finished["planning"]; j.State != netdicom.JobDone {
+		t.Fatalf("planning: %+v", j)
+	}
+	if j := finished["keyhole"]; j.State != netdicom.JobDone {
+		t.Fatalf("keyhole: %+v", j)
+	}
+	if j := finished["down"]; j.State != netdicom.JobDead || j.Attempts != 3 {
+		t.Fatalf("down: %+v, want dead-lettered after 3 attempts", j)
+	}
+	if slices.Index(sequence, "keyhole") > slices.Index(sequence, "down") {
+		t.Fatalf("finished in the order %v: the job queued after the down destination's waited for it", sequence)
+	}
+	// storescp writes each instance as it arrives: the files' modification times give the order
+	// of arrival (its --exec-on-reception hook runs in the background and cannot).
+	entries, err := os.ReadDir(recv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type arrival struct {
+		name string
+		at   time.Time
+	}
+	var got []arrival
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, arrival{e.Name(), info.ModTime()})
+	}
+	slices.SortFunc(got, func(a, b arrival) int { return a.at.Compare(b.at) })
+	var lines []string
+	for _, a := range got {
+		lines = append(lines, a.name)
+	}
+	// planning: 14 MR instances, then its RTSTRUCT; keyhole: its own RTSTRUCT.
+	rts, mrs, firstRT := 0, 0, -1
+	for i, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "RS."):
+			rts++
+			if firstRT < 0 {
+				firstRT = i
+			}
+		case strings.HasPrefix(l, "MR."):
+			mrs++
+		}
+	}
+	if mrs != len(paths) || rts != 2 || firstRT < len(paths) {
+		t.Fatalf("storescp received %v: want %d MR instances, then the structure sets", lines, len(paths))
+	}
+	for _, name := range []string{"planning", "keyhole"} {
+		uid := byDest[name].SOPUID
+		if _, err := os.Stat(filepath.Join(recv, "RS."+uid)); err != nil {
+			entries, _ := os.ReadDir(recv)
+			t.Fatalf("%s: RTSTRUCT %s not at storescp (%v): %v", name, uid, err, entries)
+		}
+	}
+	if byDest["planning"].SOPUID == byDest["keyhole"].SOPUID {
+		t.Fatal("two profiles, one UID: the profile is part of the UID's inputs")
+	}
+	again, err := res.Render(dests[0].Profile, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Structure.UIDs.SOPInstanceUID != byDest["planning"].SOPUID {
+		t.Fatal("rendering the same result again gave a new SOP Instance UID")
+	}
+	next, err := res.Render(dests[0].Profile, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Structure.UIDs.SOPInstanceUID == byDest["planning"].SOPUID || next.Structure.Label() != "AI_DRAFT v2" {
+		t.Fatalf("a superseding result: UID %s, label %q", next.Structure.UIDs.SOPInstanceUID, next.Structure.Label())
+	}
+}
