@@ -1,6 +1,10 @@
 package contour
 
-import "math"
+import (
+	"cmp"
+	"math"
+	"slices"
+)
 
 // Simplify reduces a closed loop by Douglas-Peucker with tolerance tolMM, measured in
 // millimetres on the slice (spacing: row spacing, column spacing), so anisotropic pixels are
@@ -26,7 +30,7 @@ func Simplify(pts []Point, spacing [2]float64, tolMM float64, maxPoints int) ([]
 	}
 	for t := tolMM; t >= 1e-4; t /= 2 {
 		keep := dpClosed(pts, spacing, t)
-		keepCentres(pts, keep)
+		keepCentres(pts, keep, t/math.Min(spacing[0], spacing[1]))
 		out := pick(keep)
 		for maxPoints > 0 && len(out) > maxPoints && t < 100 {
 			t *= 1.5
@@ -88,8 +92,28 @@ func count(b []bool) int {
 
 // keepCentres puts back original points until the kept polygon holds exactly the pixel centres
 // the full loop holds (at most a few rounds; each round adds at least one point or stops).
-func keepCentres(pts []Point, keep []bool) {
-	r0, r1, c0, c1 := loopBounds(pts)
+// Only centres within tolPx (the tolerance in pixels) and a step of the traced loop can change
+// side, so only those are tested.
+func keepCentres(pts []Point, keep []bool, tolPx float64) {
+	type cell struct{ r, c int }
+	near := map[cell]bool{}
+	reach := tolPx + 1.5 // a traced step is at most one cell diagonal
+	for _, p := range pts {
+		for r := int(math.Floor(p.Row - reach)); r <= int(math.Ceil(p.Row+reach)); r++ {
+			for c := int(math.Floor(p.Col - reach)); c <= int(math.Ceil(p.Col+reach)); c++ {
+				near[cell{r, c}] = true
+			}
+		}
+	}
+	cells := make([]cell, 0, len(near))
+	inFull := make([]bool, 0, len(near))
+	for q := range near {
+		cells = append(cells, q)
+	}
+	slices.SortFunc(cells, func(a, b cell) int { return cmp.Or(a.r-b.r, a.c-b.c) })
+	for _, q := range cells {
+		inFull = append(inFull, inside(pts, Point{Row: float64(q.r), Col: float64(q.c)}))
+	}
 	for round := 0; round < 64; round++ {
 		var idx []int
 		for i, k := range keep {
@@ -102,45 +126,35 @@ func keepCentres(pts []Point, keep []bool) {
 			simp[j] = pts[i]
 		}
 		added := false
-		for r := r0; r <= r1; r++ {
-			for c := c0; c <= c1; c++ {
-				q := Point{Row: float64(r), Col: float64(c)}
-				if inside(pts, q) == inside(simp, q) {
-					continue
+		for n, cq := range cells {
+			q := Point{Row: float64(cq.r), Col: float64(cq.c)}
+			if inFull[n] == inside(simp, q) {
+				continue
+			}
+			// The nearest kept edge, and the dropped point between its ends farthest from it.
+			best, bd := 0, math.Inf(1)
+			for j := range idx {
+				a, b := pts[idx[j]], pts[idx[(j+1)%len(idx)]]
+				if d := segDist2(q, a, b, [2]float64{1, 1}); d < bd {
+					best, bd = j, d
 				}
-				// The nearest kept edge, and the dropped point between its ends farthest from it.
-				best, bd := 0, math.Inf(1)
-				for j := range idx {
-					a, b := pts[idx[j]], pts[idx[(j+1)%len(idx)]]
-					if d := segDist2(q, a, b, [2]float64{1, 1}); d < bd {
-						best, bd = j, d
-					}
+			}
+			a, b := idx[best], idx[(best+1)%len(idx)]
+			far, fd := -1, -1.0
+			for i := (a + 1) % len(pts); i != b; i = (i + 1) % len(pts) {
+				if d := segDist2(pts[i], pts[a], pts[b], [2]float64{1, 1}); d > fd {
+					far, fd = i, d
 				}
-				a, b := idx[best], idx[(best+1)%len(idx)]
-				far, fd := -1, -1.0
-				for i := (a + 1) % len(pts); i != b; i = (i + 1) % len(pts) {
-					if d := segDist2(pts[i], pts[a], pts[b], [2]float64{1, 1}); d > fd {
-						far, fd = i, d
-					}
-				}
-				if far >= 0 && !keep[far] {
-					keep[far] = true
-					added = true
-				}
+			}
+			if far >= 0 && !keep[far] {
+				keep[far] = true
+				added = true
 			}
 		}
 		if !added {
 			return
 		}
 	}
-}
-
-func loopBounds(pts []Point) (r0, r1, c0, c1 int) {
-	lr, hr, lc, hc := pts[0].Row, pts[0].Row, pts[0].Col, pts[0].Col
-	for _, p := range pts {
-		lr, hr, lc, hc = min(lr, p.Row), max(hr, p.Row), min(lc, p.Col), max(hc, p.Col)
-	}
-	return int(math.Floor(lr)), int(math.Ceil(hr)), int(math.Floor(lc)), int(math.Ceil(hc))
 }
 
 func dp(pts []Point, a, b int, sp [2]float64, tol float64, keep []bool) {
