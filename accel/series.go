@@ -8,12 +8,14 @@ import (
 	"github.com/midline-rt/midline/preproc"
 )
 
-// Probability is a model's fused probability for a whole series, on the series' own grid:
-// P[(k*Rows+r)*Cols+c] belongs to pixel (r, c) of slice k of Geometry, which is the loaded
-// volume's geometry (native slices, native pixel order).
+// Probability is a model's fused probability for a whole series, on the series' own grid,
+// stored compactly (one byte a voxel: the series' pixels are the only other thing that grows with
+// it): Q[(k*Rows+r)*Cols+c] = round(255 p) for pixel (r, c) of slice k of Geometry, the loaded
+// volume's geometry (native slices, native pixel order). The int8 model's own output has 256
+// levels, so a byte keeps what it says.
 type Probability struct {
 	Geometry preproc.Geometry
-	P        []float32
+	Q        []uint8
 	// Reformatted says the series was not near-axial and ran on an axial reformat whose
 	// probabilities were interpolated back onto its slices.
 	Reformatted bool
@@ -39,12 +41,13 @@ func SegmentVolume(ctx context.Context, r *Runner, norm Normalization, v *prepro
 	if err != nil {
 		return nil, err
 	}
-	out := &Probability{Geometry: v.Geometry, P: make([]float32, len(v.Pixels))}
+	out := &Probability{Geometry: v.Geometry, Q: make([]uint8, len(v.Pixels))}
 	out.Timings.Normalize = time.Since(t0)
 	fill := nm.PadValue()
 	if o, err := preproc.Orient(v.Geometry, preproc.DefaultMaxTiltDeg); err == nil {
 		c := o.Canonical
 		z := make([]float32, c.Rows*c.Cols)
+		native := make([]float32, v.Rows*v.Cols)
 		t1 := time.Now()
 		for k := range c.Slices() {
 			n := o.NativeSlice(k)
@@ -55,7 +58,8 @@ func SegmentVolume(ctx context.Context, r *Runner, norm Normalization, v *prepro
 				return nil, fmt.Errorf("accel: slice %d: %w", n, err)
 			}
 			out.Stats.add(st)
-			o.FromCanonical(out.P[n*v.Rows*v.Cols:(n+1)*v.Rows*v.Cols], p.Pix)
+			o.FromCanonical(native, p.Pix)
+			quantize(out.Q[n*v.Rows*v.Cols:(n+1)*v.Rows*v.Cols], native)
 		}
 		out.Timings.Infer = time.Since(t1)
 		return out, nil
@@ -91,7 +95,9 @@ func segmentReformatted(ctx context.Context, r *Runner, nm preproc.Normalization
 		out.Stats.add(st)
 		copy(prob[k*plane:], p.Pix)
 	}
-	rf.ToNative(out.P, prob)
+	full := make([]float32, len(out.Q))
+	rf.ToNative(full, prob)
+	quantize(out.Q, full)
 	out.Reformatted = true
 	out.Timings.Infer = infer
 	out.Timings.Reformat = time.Since(t0) - infer
@@ -101,4 +107,22 @@ func segmentReformatted(ctx context.Context, r *Runner, nm preproc.Normalization
 func (s *Stats) add(o Stats) {
 	s.TilesRun += o.TilesRun
 	s.TilesSkipped += o.TilesSkipped
+}
+
+// quantize stores probabilities as bytes, round(255 p), clamped.
+func quantize(dst []uint8, p []float32) {
+	for i, x := range p {
+		dst[i] = uint8(min(max(x*255+0.5, 0), 255))
+	}
+}
+
+// At is the probability of voxel i.
+func (p *Probability) At(i int) float32 { return float32(p.Q[i]) / 255 }
+
+// Slice writes slice k's probabilities into dst (Rows*Cols values).
+func (p *Probability) Slice(k int, dst []float32) {
+	n := p.Geometry.Rows * p.Geometry.Cols
+	for i, q := range p.Q[k*n : (k+1)*n] {
+		dst[i] = float32(q) / 255
+	}
 }

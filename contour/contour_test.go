@@ -214,7 +214,7 @@ func TestPostprocessKeepsComponentsAndFillsHoles(t *testing.T) {
 		}
 	}
 	set(0, 15, 2) // one voxel: 2 mm3, dropped
-	s, err := Postprocess(g, p, 0, Params{Threshold: 0.5, MinComponentMM3: 10, MidlineMM: 10})
+	s, err := Postprocess(g, Float32s(p), 0, Params{Threshold: 0.5, MinComponentMM3: 10, MidlineMM: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,21 @@ func (m *Mask) Count() int {
 	return n
 }
 
+// Prob is a probability volume on a series' grid, slice-major (accel.Probability is one).
+type Prob interface {
+	// At is the probability of voxel i = (k*Rows+r)*Cols+c.
+	At(i int) float32
+	// Slice writes slice k's Rows*Cols probabilities into dst.
+	Slice(k int, dst []float32)
+}
+
+// Float32s is a probability volume held as plain float32 values (tests, tools).
+type Float32s []float32
+
+func (f Float32s) At(i int) float32 { return f[i] }
+
+func (f Float32s) Slice(k int, dst []float32) { copy(dst, f[k*len(dst):(k+1)*len(dst)]) }
+
 // Params are the post-processing settings; Threshold and MinComponentMM3 come from the model's
 // bundle (model.json), MidlineMM from the firmware.
 type Params struct {
@@ -66,10 +81,10 @@ type Segmentation struct {
 // at least MinComponentMM3 (voxel volume = row spacing x column spacing x slice spacing), sorts
 // the kept ones by distance from the mid-sagittal plane at patient x = midlineX, and fills holes
 // per slice (docs/contracts.md, Tiled inference, Post-processing).
-func Postprocess(g *preproc.Geometry, p []float32, midlineX float64, prm Params) (*Segmentation, error) {
+func Postprocess(g *preproc.Geometry, p Prob, midlineX float64, prm Params) (*Segmentation, error) {
 	n := g.Rows * g.Cols * g.Slices()
-	if len(p) != n || n == 0 {
-		return nil, fmt.Errorf("contour: probability of %d values for a %dx%dx%d grid", len(p), g.Rows, g.Cols, g.Slices())
+	if n == 0 {
+		return nil, fmt.Errorf("contour: empty %dx%dx%d grid", g.Rows, g.Cols, g.Slices())
 	}
 	if prm.MidlineMM == 0 {
 		prm.MidlineMM = DefaultMidlineMM
@@ -81,7 +96,7 @@ func Postprocess(g *preproc.Geometry, p []float32, midlineX float64, prm Params)
 	var stack []int
 	plane := g.Rows * g.Cols
 	for start := range n {
-		if labels[start] != 0 || !(p[start] >= thr) {
+		if labels[start] != 0 || !(p.At(start) >= thr) {
 			continue
 		}
 		id := int32(len(sizes) + 1)
@@ -95,7 +110,7 @@ func Postprocess(g *preproc.Geometry, p []float32, midlineX float64, prm Params)
 			k, r, c := i/plane, (i%plane)/g.Cols, i%g.Cols
 			best = min(best, math.Abs(g.Patient(k, float64(r), float64(c))[0]-midlineX))
 			visit := func(j int) {
-				if labels[j] == 0 && p[j] >= thr {
+				if labels[j] == 0 && p.At(j) >= thr {
 					labels[j] = id
 					stack = append(stack, j)
 				}

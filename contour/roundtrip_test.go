@@ -104,7 +104,7 @@ func TestRoundTripThroughPlastimatch(t *testing.T) {
 				q := v.Patient(k, float64(r), float64(c))
 				p[i] = float32(tc.prob(preproc.Vec3{q[0] - centre[0], q[1] - centre[1], q[2] - centre[2]}))
 			}
-			seg, err := Postprocess(&v.Geometry, p, centre[0], Params{Threshold: 0.5, MidlineMM: 15})
+			seg, err := Postprocess(&v.Geometry, Float32s(p), centre[0], Params{Threshold: 0.5, MidlineMM: 15})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,7 +127,7 @@ func TestRoundTripThroughPlastimatch(t *testing.T) {
 				if m.Count() == 0 {
 					continue
 				}
-				sl, err := Trace(v, p, m, 0.5, TraceOptions{Holes: tc.holes})
+				sl, err := Trace(v, Float32s(p), m, 0.5, TraceOptions{Holes: tc.holes})
 				if err != nil {
 					t.Fatal(err)
 				}

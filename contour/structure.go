@@ -97,26 +97,28 @@ type SliceContours struct {
 // Trace contours the mask m slice by slice: marching squares on the probability (forced to
 // the mask where post-processing changed it), simplification, then patient coordinates from each
 // slice's own position, orientation and pixel spacing.
-func Trace(v *preproc.Volume, p []float32, m *Mask, thr float64, o TraceOptions) ([]SliceContours, error) {
+func Trace(v *preproc.Volume, p Prob, m *Mask, thr float64, o TraceOptions) ([]SliceContours, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	g := &v.Geometry
-	if m.Rows != g.Rows || m.Cols != g.Cols || m.Slices != g.Slices() || len(p) != len(m.In) {
+	if m.Rows != g.Rows || m.Cols != g.Cols || m.Slices != g.Slices() {
 		return nil, fmt.Errorf("contour: mask %dx%dx%d on a %dx%dx%d series", m.Rows, m.Cols, m.Slices, g.Rows, g.Cols, g.Slices())
 	}
 	if len(v.SOPInstanceUIDs) != g.Slices() {
 		return nil, fmt.Errorf("contour: %d instance UIDs for %d slices", len(v.SOPInstanceUIDs), g.Slices())
 	}
 	plane := g.Rows * g.Cols
+	ps := make([]float32, plane)
 	var out []SliceContours
 	for k := range g.Slices() {
 		in := m.In[k*plane : (k+1)*plane]
 		if !anyTrue(in) {
 			continue
 		}
-		loops := March(field(p[k*plane:(k+1)*plane], in, float32(thr)), g.Rows, g.Cols, float32(thr))
+		p.Slice(k, ps)
+		loops := March(field(ps, in, float32(thr)), g.Rows, g.Cols, float32(thr))
 		loops = simplifyAll(loops, g.PixelSpacing, o)
 		if o.Holes == HolesKeyhole {
 			loops = keyhole(loops)

@@ -151,7 +151,7 @@ func Run(ctx context.Context, m *Model, paths []string, s Settings) (*Result, er
 	res.Timings.Normalize, res.Timings.Infer, res.Timings.Reformat = p.Timings.Normalize, p.Timings.Infer, p.Timings.Reformat
 
 	t1 := time.Now()
-	res.Segmentation, err = contour.Postprocess(&v.Geometry, p.P, contour.MidlineX(v), contour.Params{
+	res.Segmentation, err = contour.Postprocess(&v.Geometry, p, contour.MidlineX(v), contour.Params{
 		Threshold: meta.Threshold, MinComponentMM3: meta.MinComponent, MidlineMM: s.MidlineMM})
 	if err != nil {
 		return res, err
@@ -192,7 +192,7 @@ func (r *Result) Render(pr contour.Profile, revision int) (*Rendered, error) {
 	out := &Rendered{}
 	var rois []contour.ROIData
 	for i, mask := range []*contour.Mask{r.Segmentation.GTV, r.Segmentation.Review} {
-		sl, err := contour.Trace(v, r.Probability.P, mask, meta.Threshold, topt)
+		sl, err := contour.Trace(v, r.Probability, mask, meta.Threshold, topt)
 		if err != nil {
 			return nil, err
 		}
