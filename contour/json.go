@@ -23,7 +23,8 @@ type ContoursMessage struct {
 	ClinicalUse       bool         `json:"clinical_use"`
 	ROIs              []ROIMessage `json:"rois"`
 	Empty             bool         `json:"empty"`
-	Dedupe            string       `json:"dedupe,omitempty"`
+	// MessageID is the MQTT dedupe key (docs/contracts.md, MQTT delivery).
+	MessageID string `json:"message_id,omitempty"`
 }
 
 // ModelRef names the model that made a result.
@@ -98,6 +99,9 @@ func (s *StructureSet) Message(volumesCM3 []float64, review []bool) ContoursMess
 	m.Empty = empty
 	return m
 }
+
+// Marshal is the wire form of the message.
+func (m ContoursMessage) Marshal() ([]byte, error) { return json.Marshal(m) }
 
 // MarshalIndent is the file form of the message (contours.json).
 func (m ContoursMessage) MarshalIndent() ([]byte, error) { return json.MarshalIndent(m, "", " ") }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -194,62 +193,6 @@ func isPart10(path string) bool {
 	var b [132]byte
 	_, err = io.ReadFull(f, b[:])
 	return err == nil && string(b[128:]) == "DICM"
-}
-
-func runServe(args []string, stdout, stderr io.Writer) int {
-	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	var o netdicom.Options
-	var maxPDU uint
-	var tlsOpts netdicom.TLSOptions
-	fl.StringVar(&o.Listen, "listen", ":11112", "DICOM listen address (dicom.listen)")
-	fl.StringVar(&o.AETitle, "aet", "MIDLINE", "our AE title (dicom.ae_title)")
-	fl.StringVar(&o.StateDir, "state-dir", "/var/lib/midline", "state folder; the spool is in its spool/ (state_dir)")
-	fl.IntVar(&o.MaxAssociations, "max-associations", netdicom.DefaultMaxAssociations, "concurrent associations (dicom.max_associations)")
-	fl.UintVar(&maxPDU, "max-pdu", netdicom.DefaultMaxPDU, "largest PDU we accept (dicom.max_pdu)")
-	fl.DurationVar(&o.SeriesTimeout, "series-timeout", netdicom.DefaultSeriesTimeout, "per-series quiet period (dicom.series_timeout)")
-	fl.Uint64Var(&o.DiskLowWatermark, "disk-low-watermark", 1<<30, "refuse instances (0xA700) below this many free bytes (dicom.disk_low_watermark)")
-	fl.StringVar(&tlsOpts.Listen, "tls-listen", "", "DICOM TLS listen address (dicom.tls.listen); empty: no TLS listener")
-	fl.StringVar(&tlsOpts.Cert, "tls-cert", "", "PEM certificate (dicom.tls.cert)")
-	fl.StringVar(&tlsOpts.Key, "tls-key", "", "PEM key (dicom.tls.key)")
-	fl.StringVar(&tlsOpts.ClientCA, "tls-client-ca", "", "require client certificates signed by this CA (dicom.tls.client_ca)")
-	fl.DurationVar(&o.Retention, "retention", 0, "remove processed series older than this (retention.spool); 0 keeps them")
-	fl.BoolVar(&o.NoFsync, "no-fsync", false, "benchmarks only: acknowledge without fsync (not durable)")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: midline serve [flags]")
-		fmt.Fprintln(stderr, "Receives DICOM into the spool and reports ready series; processing is not wired yet.")
-		fl.PrintDefaults()
-	}
-	if err := fl.Parse(args); err != nil {
-		return 2
-	}
-	if fl.NArg() != 0 {
-		fl.Usage()
-		return 2
-	}
-	o.MaxPDU = uint32(maxPDU)
-	if tlsOpts.Listen != "" {
-		o.TLS = &tlsOpts
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	o.Logger = log
-	o.OnSeries = func(ev netdicom.SeriesEvent) {
-		fmt.Fprintf(stdout, "%s series=%s generation=%d supersedes=%d reason=%s instances=%d\n",
-			ev.Kind, ev.SeriesUID, ev.Generation, ev.Supersedes, ev.Reason, len(ev.Paths))
-	}
-	s, err := netdicom.NewServer(o)
-	if err != nil {
-		fmt.Fprintf(stderr, "midline serve: %v\n", err)
-		return 2
-	}
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer cancel()
-	log.Info("midline serve: listening", "listen", o.Listen, "ae_title", o.AETitle, "state_dir", o.StateDir, "tls", tlsOpts.Listen)
-	if err := s.ListenAndServe(ctx); err != nil {
-		fmt.Fprintf(stderr, "midline serve: %v\n", err)
-		return 1
-	}
-	return 0
 }
 
 func runConformance(args []string, stdout, stderr io.Writer) int {

@@ -25,7 +25,7 @@ var commands = map[string]command{
 	"version":     {"print firmware, Go and TFLite versions and the available engines", runVersion},
 	"echo":        {"send a DICOM C-ECHO to HOST:PORT", runEcho},
 	"send":        {"send DICOM files to HOST:PORT with C-STORE", runSend},
-	"serve":       {"run the daemon (for now: receive DICOM into the spool)", runServe},
+	"serve":       {"run the daemon: midline serve --config FILE", runServe},
 	"conformance": {"print the DICOM Conformance Statement", runConformance},
 	"board":       {"print the board's temperatures, fan, LED and watchdog state once", runBoard},
 	"config":      {"check a configuration file: config check FILE", runConfig},

@@ -9,6 +9,7 @@ import (
 
 	"github.com/midline-rt/midline/contour"
 	"github.com/midline-rt/midline/firmware/config"
+	"github.com/midline-rt/midline/internal/atomicfile"
 	"github.com/midline-rt/midline/netdicom"
 )
 
@@ -70,7 +71,7 @@ func (r *Result) Deliver(ob *netdicom.Outbox, dests []config.Destination, dir st
 		}
 		dv.RTStruct = filepath.Join(dd, "rtstruct.dcm")
 		dv.SOPUID = rd.Structure.UIDs.SOPInstanceUID
-		if err := writeFile(dv.RTStruct, b.Bytes()); err != nil {
+		if err := atomicfile.Write(dv.RTStruct, b.Bytes()); err != nil {
 			return out, err
 		}
 		var files []string

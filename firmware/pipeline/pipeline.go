@@ -16,6 +16,7 @@ import (
 
 	"github.com/midline-rt/midline/accel"
 	"github.com/midline-rt/midline/contour"
+	"github.com/midline-rt/midline/internal/atomicfile"
 	"github.com/midline-rt/midline/preproc"
 )
 
@@ -264,7 +265,7 @@ func (r *Result) WriteFiles(dir, jobID string, pr contour.Profile, revision int)
 			return rd, f, err
 		}
 		f.RTStruct = filepath.Join(dir, "rtstruct.dcm")
-		if err := writeFile(f.RTStruct, b.Bytes()); err != nil {
+		if err := atomicfile.Write(f.RTStruct, b.Bytes()); err != nil {
 			return rd, f, err
 		}
 	}
@@ -275,7 +276,7 @@ func (r *Result) WriteFiles(dir, jobID string, pr contour.Profile, revision int)
 		return rd, f, err
 	}
 	f.Contours = filepath.Join(dir, "contours.json")
-	if err := writeFile(f.Contours, js); err != nil {
+	if err := atomicfile.Write(f.Contours, js); err != nil {
 		return rd, f, err
 	}
 	var png bytes.Buffer
@@ -288,41 +289,7 @@ func (r *Result) WriteFiles(dir, jobID string, pr contour.Profile, revision int)
 		return rd, f, err
 	}
 	f.Preview = filepath.Join(dir, "preview.png")
-	return rd, f, writeFile(f.Preview, png.Bytes())
-}
-
-// writeFile writes data crash-safely: a temp file in the same folder, fsync, rename, fsync of
-// the folder.
-func writeFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o640); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return rd, f, atomicfile.Write(f.Preview, png.Bytes())
 }
 
 // Summary is a one-line description of a rendered result for logs and the CLI (no patient

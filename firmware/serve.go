@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/midline-rt/midline/firmware/config"
+	"github.com/midline-rt/midline/firmware/daemon"
+)
+
+// runServe is the product: the daemon, configured by one YAML file. SIGTERM and SIGINT stop it
+// in order (exit 0); SIGHUP re-reads the file and reports what would change (the reload of
+// live settings comes with the settings that can change without a restart).
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	path := fl.String("config", "/etc/midline/midline.yaml", "configuration file")
+	level := fl.String("log-level", "info", "log level: debug, info, warn, error")
+	fl.Usage = func() {
+		fmt.Fprintln(stderr, "usage: midline serve --config FILE")
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		return 2
+	}
+	if fl.NArg() != 0 {
+		fl.Usage()
+		return 2
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "midline serve: --log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "midline serve: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if _, err := config.Load(*path); err != nil {
+				log.Error("midline serve: SIGHUP: configuration has errors; keeping the running one", "err", err)
+				continue
+			}
+			log.Warn("midline serve: SIGHUP: configuration is valid; restart the service to apply it")
+		}
+	}()
+	d, err := daemon.New(ctx, cfg, daemon.Options{Version: version, Commit: commit, Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "midline serve: %v\n", err)
+		return 1
+	}
+	if err := d.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "midline serve: %v\n", err)
+		return 1
+	}
+	return 0
+}
