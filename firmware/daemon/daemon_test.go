@@ -1,0 +1,254 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/midline-rt/midline/contour"
+	"github.com/midline-rt/midline/firmware/config"
+	"github.com/midline-rt/midline/internal/peers"
+)
+
+func root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+func seed4() string { return filepath.Join(root(), "testdata", "phantom", "seed4") }
+
+// rig is a daemon under test with its real peers: mosquitto with a mosquitto_sub on every
+// topic, a storescp as the planning system.
+type rig struct {
+	t       *testing.T
+	cfg     config.Config
+	d       *Daemon
+	broker  *peers.Broker
+	sub     *peers.Subscriber
+	scp     *peers.Storescp
+	cancel  context.CancelFunc
+	done    chan error
+	dicom   string
+	httpURL string
+}
+
+// newRig configures a daemon like the demo's, on free ports, with edit applied last.
+func newRig(t *testing.T, edit func(*config.Config)) *rig {
+	t.Helper()
+	r := &rig{t: t}
+	r.broker = peers.Mosquitto(t)
+	r.sub = peers.Subscribe(t, r.broker, "midline/#")
+	r.scp = peers.StartStorescp(t, "PLANNING", 0)
+	cfg := config.Default()
+	cfg.DeviceID, cfg.Site = "test-box", "test-site"
+	cfg.StateDir = t.TempDir()
+	cfg.DICOM.Listen = fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))
+	cfg.DICOM.SeriesTimeout = 2 * time.Second
+	cfg.DICOM.DiskLowWatermark = 0
+	cfg.Destinations = []config.Destination{{Name: "planning", AETitle: "PLANNING", Host: "127.0.0.1", Port: r.scp.Port,
+		Profile: config.DefaultProfile()}}
+	cfg.Engine.Threads = 1
+	cfg.Models.Dir = filepath.Join(root(), "models")
+	cfg.MQTT.Broker = r.broker.URL()
+	cfg.MQTT.HealthInterval = time.Second
+	cfg.HTTP.Listen = fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))
+	cfg.Board.Profile = "sim"
+	if edit != nil {
+		edit(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r.cfg, r.dicom, r.httpURL = cfg, cfg.DICOM.Listen, "http://"+cfg.HTTP.Listen
+	r.startDaemon()
+	return r
+}
+
+func (r *rig) startDaemon() {
+	r.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	d, err := New(ctx, r.cfg, Options{Version: "0.0.0-test", Commit: "test", Logger: log, ShutdownGrace: 2 * time.Second})
+	if err != nil {
+		cancel()
+		r.t.Fatal(err)
+	}
+	r.d, r.cancel, r.done = d, cancel, make(chan error, 1)
+	go func() { r.done <- d.Run(ctx) }()
+	r.t.Cleanup(r.stopDaemon)
+	peers.WaitListening(r.t, r.dicom)
+}
+
+func (r *rig) stopDaemon() {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	if err := <-r.done; err != nil {
+		r.t.Errorf("daemon stopped with %v", err)
+	}
+	r.cancel = nil
+}
+
+// waitJobs waits until n jobs have ended.
+func (r *rig) waitJobs(n int) []Job {
+	r.t.Helper()
+	deadline := time.Now().Add(3 * peers.Patience)
+	for time.Now().Before(deadline) {
+		var ended []Job
+		for _, j := range r.d.jobs.list() {
+			if j.State == JobDone || j.State == JobSkipped || j.State == JobFailed {
+				ended = append(ended, j)
+			}
+		}
+		if len(ended) >= n {
+			return ended
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.t.Fatalf("jobs: %+v", r.d.jobs.list())
+	return nil
+}
+
+// waitFor polls until ok, within the patience.
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * peers.Patience)
+	for time.Now().Before(deadline) {
+		if ok() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("waited in vain for %s", what)
+}
+
+// TestStudyEndToEnd sends the committed phantom study (T2, FLAIR, T1C) with dcmtk's storescu:
+// the T2 and T1C series become structure sets at the planning system's storescp and contour
+// messages at mosquitto_sub; FLAIR has no shipped model and is skipped with its reason. No
+// MQTT payload carries the patient's name, ID or birth date.
+func TestStudyEndToEnd(t *testing.T) {
+	r := newRig(t, nil)
+	if out, err := peers.Storescu(t, "MIDLINE", r.dicom, seed4()); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	jobs := r.waitJobs(3)
+	bySeq := map[string]Job{}
+	for _, j := range jobs {
+		bySeq[j.Sequence] = j
+		t.Logf("job %s %s %s %q latency %.0f ms volumes %v", j.ID, j.Sequence, j.State, j.Reason, j.LatencyMS, j.VolumesCM3)
+	}
+	for _, seq := range []string{"T2", "T1C"} {
+		j := bySeq[seq]
+		if j.State != JobDone || j.Empty || len(j.Deliveries) != 1 {
+			t.Fatalf("%s: %+v", seq, j)
+		}
+	}
+	if f := bySeq["FLAIR"]; f.State != JobSkipped || !strings.Contains(f.Reason, "no model for FLAIR") {
+		t.Fatalf("FLAIR: %+v", f)
+	}
+	waitFor(t, "two structure sets at storescp", func() bool { return len(r.scp.Received("RS.")) == 2 })
+	for _, seq := range []string{"T2", "T1C"} {
+		j := bySeq[seq]
+		uid := j.Deliveries[0].SOPUID
+		if _, err := os.Stat(filepath.Join(r.scp.Dir, "RS."+uid)); err != nil {
+			t.Fatalf("%s: RTSTRUCT %s not received: %v", seq, uid, err)
+		}
+		topic := "midline/v1/test-site/test-box/contours/" + j.ID
+		waitFor(t, "contours of "+seq, func() bool {
+			for _, l := range r.sub.Lines() {
+				if strings.HasPrefix(l, topic+" ") {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	waitFor(t, "the delivered events", func() bool {
+		n := 0
+		for _, l := range r.sub.Lines() {
+			if strings.Contains(l, `"type":"delivered"`) {
+				n++
+			}
+		}
+		return n == 2
+	})
+	// The contour message: schema, job, model, volume, polygons with their image references.
+	for _, l := range r.sub.Lines() {
+		topic, payload, _ := strings.Cut(l, " ")
+		if !strings.Contains(topic, "/contours/") {
+			continue
+		}
+		var m contour.ContoursMessage
+		if err := json.Unmarshal([]byte(payload), &m); err != nil {
+			t.Fatalf("contour message: %v", err)
+		}
+		if m.Schema != contour.ContoursSchema || m.MessageID == "" || m.Approval != "UNAPPROVED" || len(m.ROIs) == 0 ||
+			m.ROIs[0].VolumeCM3 < 5 || len(m.ROIs[0].Slices) == 0 || m.ROIs[0].Slices[0].SOPInstanceUID == "" {
+			t.Fatalf("contour message %+v", m)
+		}
+	}
+	checkNoPatientData(t, r.sub.Lines())
+
+	// The status page, health, metrics and the API answer.
+	for _, path := range []string{"/", "/healthz", "/metrics", "/api/health", "/api/jobs", "/jobs/" + bySeq["T2"].ID + "/preview.png"} {
+		resp, err := http.Get(r.httpURL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(body) == 0 {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		if path == "/" && !strings.Contains(string(body), bySeq["T2"].ID) {
+			t.Fatal("the status page does not list the T2 job")
+		}
+	}
+}
+
+// checkNoPatientData: no MQTT payload may carry the source's PatientName, PatientID,
+// PatientBirthDate or OtherPatientIDs, in any spelling the phantom uses.
+func checkNoPatientData(t *testing.T, lines []string) {
+	t.Helper()
+	var study struct {
+		Patient map[string]any `json:"patient"`
+	}
+	b, err := os.ReadFile(filepath.Join(seed4(), "study.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &study); err != nil {
+		t.Fatal(err)
+	}
+	var needles []string
+	for _, v := range study.Patient {
+		if s, ok := v.(string); ok && len(s) >= 4 {
+			needles = append(needles, s)
+		}
+	}
+	needles = append(needles, "PHANTOM^DMG0004", "MIDLINE-PH-0004", "20110101")
+	if len(lines) == 0 {
+		t.Fatal("no MQTT message to check")
+	}
+	for _, l := range lines {
+		for _, n := range needles {
+			if strings.Contains(l, n) {
+				t.Fatalf("an MQTT payload carries patient data %q: %.200s", n, l)
+			}
+		}
+	}
+	t.Logf("%d MQTT messages checked against %d patient attributes", len(lines), len(needles))
+}
