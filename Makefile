@@ -130,12 +130,8 @@ bench: setup
 	set -o pipefail; MIDLINE_BENCH=1 $(GO) test -count=1 -timeout 60m -v -run '^TestBenchReceivers$$' ./netdicom | grep -Ev '^(=== RUN|--- PASS|PASS$$|ok )'
 
 ## demo: the main job on the embedded default. Not there yet: says what is missing.
-demo:
-	@echo "make demo: the daemon does not exist yet, so there is nothing honest to show." >&2
-	@echo "  missing: DICOM receiver and sender (issue 4), preproc and tiled inference (issue 5)," >&2
-	@echo "  contours and RTSTRUCT (issue 6), the daemon with MQTT and the demo itself (issue 7)," >&2
-	@echo "  and shipped models (issue 3). 'make build && bin/midline version' works today." >&2
-	@exit 1
+demo: setup build
+	@scripts/demo.sh
 
 ## env: prints the cgo variables, for `eval "$(make -s env)"` before plain go commands.
 env:

@@ -52,6 +52,10 @@ type Daemon struct {
 	classify *preproc.Classifier
 	metrics  *metrics
 
+	// deliverMu orders the worker's recording of a job's deliveries against the outbox's
+	// reports of them (onSent), which may come first.
+	deliverMu sync.Mutex
+
 	mu          sync.Mutex
 	events      []Event // the most recent, newest last, for the status page
 	lastLatency time.Duration

@@ -188,6 +188,8 @@ func (d *Daemon) Rerun(id string) (Job, error) {
 
 // Resend queues a job's structure set for a destination again (the same file, the same UID).
 func (d *Daemon) Resend(id, dest string) (netdicom.Job, error) {
+	d.deliverMu.Lock()
+	defer d.deliverMu.Unlock()
 	j, ok := d.jobs.get(id)
 	if !ok {
 		return netdicom.Job{}, fmt.Errorf("%w: %s", errNotFound, id)

@@ -68,7 +68,13 @@ func (d *Daemon) run(ctx context.Context, j Job) {
 		return
 	}
 	j.State, j.Reason, j.Finished = state, reason, time.Now()
-	if err := d.jobs.put(&j); err != nil {
+	d.deliverMu.Lock()
+	if stored, ok := d.jobs.get(j.ID); ok {
+		j.Deliveries = stored.Deliveries // the outbox may have reported on them meanwhile
+	}
+	err := d.jobs.put(&j)
+	d.deliverMu.Unlock()
+	if err != nil {
 		log.Error("daemon: job not persisted", "err", err)
 	}
 	d.metrics.jobs.WithLabelValues(state).Inc()
@@ -140,8 +146,10 @@ func (d *Daemon) process(ctx context.Context, j *Job) (string, string) {
 		j.VolumesCM3[roi.Name] = rd.VolumesCM3[i]
 	}
 	j.Tiles = res.Tiles.TilesRun
+	d.deliverMu.Lock()
 	ds, err := res.Deliver(d.outbox, d.cfg.Destinations, filepath.Join(dir, "to"), j.Paths, j.Generation)
 	if err != nil {
+		d.deliverMu.Unlock()
 		return JobFailed, fmt.Sprintf("queueing for the destinations: %v", err)
 	}
 	j.Deliveries = nil
@@ -154,6 +162,11 @@ func (d *Daemon) process(ctx context.Context, j *Job) (string, string) {
 			d.event(Event{Type: "destination_skipped", JobID: j.ID, SeriesUID: j.SeriesUID, Destination: dv.Destination, Detail: dv.Skipped})
 		}
 		j.Deliveries = append(j.Deliveries, rec)
+	}
+	perr := d.jobs.put(j)
+	d.deliverMu.Unlock()
+	if perr != nil {
+		return JobFailed, fmt.Sprintf("recording the deliveries: %v", perr)
 	}
 	if j.Empty {
 		d.event(Event{Type: "no_lesion_found", JobID: j.ID, SeriesUID: j.SeriesUID, Generation: j.Generation, Detail: j.Model})
@@ -198,6 +211,8 @@ func (d *Daemon) publishContours(j Job, rd *pipeline.Rendered) error {
 // onSent follows the DICOM outbox: the job's delivery record gets the outcome, and a
 // dead-lettered send raises an event.
 func (d *Daemon) onSent(oj netdicom.Job) {
+	d.deliverMu.Lock()
+	defer d.deliverMu.Unlock()
 	for _, j := range d.jobs.list() {
 		for i, dv := range j.Deliveries {
 			if dv.OutboxJob != oj.ID {
