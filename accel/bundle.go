@@ -140,8 +140,8 @@ func (m BundleMeta) validate() error {
 		_, herr := hex.DecodeString(t.Selftest.OutputSHA256)
 		check(herr == nil && len(t.Selftest.OutputSHA256) == 64, "target %s: output_sha256 is not a sha256", kind)
 	}
-	check(m.Input.Channels == 1, "input.channels %d: only 1 is supported", m.Input.Channels)
-	check(m.Input.ContextSlices == 0, "input.context_slices %d: 2.5D context is not supported yet", m.Input.ContextSlices)
+	check(m.Input.ContextSlices >= 0 && m.Input.ContextSlices <= MaxContextSlices, "input.context_slices %d not in [0, %d]", m.Input.ContextSlices, MaxContextSlices)
+	check(m.Input.Channels == 2*m.Input.ContextSlices+1, "input.channels %d: a model with %d context slices takes %d", m.Input.Channels, m.Input.ContextSlices, 2*m.Input.ContextSlices+1)
 	check(m.Blend == "gaussian", "blend %q: only gaussian is supported", m.Blend)
 	n := m.Normalization
 	check(n.Method == "percentile-zscore", "normalization.method %q is not percentile-zscore", n.Method)
@@ -158,7 +158,7 @@ func (m BundleMeta) validate() error {
 // Plan is the bundle's tiled inference plan.
 func (m BundleMeta) Plan() Plan {
 	return Plan{Size: m.Input.Size, ScalesMM: m.ScalesMM, ScaleWeights: m.ScaleWeights,
-		Overlap: m.TileOverlap, RoiGate: m.RoiGate}
+		Overlap: m.TileOverlap, RoiGate: m.RoiGate, Context: m.Input.ContextSlices}
 }
 
 // Open loads the bundle's model for an engine and checks its tensors against model.json.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Runner segments slices with a model by the tiled multi-scale plan of its bundle. It owns one
@@ -19,6 +20,21 @@ type Runner struct {
 	inQ     quant
 	outQ    quant
 	noGate  bool // tests: run every tile whatever roi_gate says
+	// Per-slice accumulators, kept between slices so that a series makes little garbage (a
+	// garbage-collected heap grows with what it frees, and the box has little memory).
+	fused, acc, wsum []float64
+	// Flip test-time augmentation: the mirrored tile's input and output.
+	flipIn, flipOut []int8
+}
+
+// zeroed returns buf resized to n zeros, reusing its memory when it is large enough.
+func zeroed(buf *[]float64, n int) []float64 {
+	if cap(*buf) < n {
+		*buf = make([]float64, n)
+	}
+	b := (*buf)[:n]
+	clear(b)
+	return b
 }
 
 type quant struct {
@@ -26,24 +42,32 @@ type quant struct {
 	zero  float32
 }
 
-// NewRunner checks that the model's tensors fit the plan: [1, size, size, 1] in and out.
+// NewRunner checks that the model's tensors fit the plan: [1, size, size, 2*context+1] in and
+// [1, size, size, 1] out.
 func NewRunner(m TileModel, p Plan, rs Resampler) (*Runner, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	for _, t := range []TensorInfo{m.Input(), m.Output()} {
+	for i, t := range []TensorInfo{m.Input(), m.Output()} {
 		want := []int{1, p.Size, p.Size, 1}
-		if len(t.Shape) != 4 || t.Shape[0] != 1 || t.Shape[1] != p.Size || t.Shape[2] != p.Size || t.Shape[3] != 1 {
+		if i == 0 {
+			want[3] = p.Channels()
+		}
+		if !slices.Equal(t.Shape, want) {
 			return nil, fmt.Errorf("accel: tensor %q has shape %v, the bundle's plan wants %v", t.Name, t.Shape, want)
 		}
 	}
 	n := p.Size * p.Size
-	return &Runner{
+	r := &Runner{
 		model: m, plan: p, rs: rs, order: p.scaleOrder(), weight: gaussianWeight(p.Size),
-		in: make([]int8, n), out: make([]int8, n),
+		in: make([]int8, n*p.Channels()), out: make([]int8, n),
 		inQ:  quant{float32(m.Input().Scale), float32(m.Input().ZeroPoint)},
 		outQ: quant{float32(m.Output().Scale), float32(m.Output().ZeroPoint)},
-	}, nil
+	}
+	if p.FlipTTA {
+		r.flipIn, r.flipOut = make([]int8, n*p.Channels()), make([]int8, n)
+	}
+	return r, nil
 }
 
 // Segment returns the fused probability of one slice on its native grid.
@@ -52,13 +76,28 @@ func (r *Runner) Segment(ctx context.Context, s Slice) (Image, Stats, error) {
 	if s.Image.Rows <= 0 || s.Image.Cols <= 0 || len(s.Image.Pix) != s.Image.Rows*s.Image.Cols {
 		return Image{}, stats, fmt.Errorf("accel: slice of %dx%d with %d values", s.Image.Rows, s.Image.Cols, len(s.Image.Pix))
 	}
+	channels := []Image{s.Image}
+	if r.plan.Context > 0 {
+		if len(s.Context) != r.plan.Channels() {
+			return Image{}, stats, fmt.Errorf("accel: %d context slices given, the model takes %d", len(s.Context), r.plan.Channels())
+		}
+		for _, c := range s.Context {
+			if c.Rows != s.Image.Rows || c.Cols != s.Image.Cols || len(c.Pix) != len(s.Image.Pix) {
+				return Image{}, stats, fmt.Errorf("accel: context slice of %dx%d for a slice of %dx%d", c.Rows, c.Cols, s.Image.Rows, s.Image.Cols)
+			}
+		}
+		channels = s.Context
+	}
 	// Accumulate in float64 and round once: a constant model then gives exactly its constant.
-	fused := make([]float64, s.Image.Rows*s.Image.Cols)
+	fused := zeroed(&r.fused, s.Image.Rows*s.Image.Cols)
 	var coarse Image
 	var weights float64
 	for i, si := range r.order {
 		scale := r.plan.ScalesMM[si]
-		zs := r.rs.ToScale(s.Image, s.Spacing, scale)
+		zs := make([]Image, len(channels))
+		for c, img := range channels {
+			zs[c] = r.rs.ToScale(img, s.Spacing, scale)
+		}
 		var gate *Image
 		if i > 0 && !r.noGate {
 			g := dilateMax(r.rs.ToScale(coarse, s.Spacing, scale), r.plan.Stride())
@@ -83,22 +122,30 @@ func (r *Runner) Segment(ctx context.Context, s Slice) (Image, Stats, error) {
 	return out, stats, nil
 }
 
-// runScale tiles one resampled slice, runs the tiles the gate lets through, and blends them.
-func (r *Runner) runScale(ctx context.Context, z Image, fill float32, gate *Image, stats *Stats) (Image, error) {
+// runScale tiles one resampled slice (one image per input channel), runs the tiles the gate
+// lets through, and blends them.
+func (r *Runner) runScale(ctx context.Context, zs []Image, fill float32, gate *Image, stats *Stats) (Image, error) {
 	size := r.plan.Size
+	z := zs[0]
 	n := z.Rows * z.Cols
-	acc, wsum := make([]float64, n), make([]float64, n)
+	acc, wsum := zeroed(&r.acc, n), zeroed(&r.wsum, n)
 	for _, top := range TileOrigins(z.Rows, size, r.plan.Overlap) {
 		for _, left := range TileOrigins(z.Cols, size, r.plan.Overlap) {
 			if gate != nil && windowMax(*gate, top, left, size) < float32(r.plan.RoiGate) {
 				stats.TilesSkipped++
 				continue
 			}
-			r.quantizeTile(z, top, left, fill)
+			r.quantizeTile(zs, top, left, fill)
 			if err := r.model.Run(ctx, r.in, r.out); err != nil {
 				return Image{}, fmt.Errorf("accel: tile at (%d, %d): %w", top, left, err)
 			}
 			stats.TilesRun++
+			if r.plan.FlipTTA {
+				mirror(r.flipIn, r.in, size, len(zs))
+				if err := r.model.Run(ctx, r.flipIn, r.flipOut); err != nil {
+					return Image{}, fmt.Errorf("accel: mirrored tile at (%d, %d): %w", top, left, err)
+				}
+			}
 			r.blend(acc, wsum, z.Rows, z.Cols, top, left)
 		}
 	}
@@ -111,20 +158,33 @@ func (r *Runner) runScale(ctx context.Context, z Image, fill float32, gate *Imag
 	return p, nil
 }
 
-// quantizeTile fills the model's input with the window at (top, left), `fill` outside the
-// image, quantised with the model's own parameters (round half to even, as numpy does).
-func (r *Runner) quantizeTile(z Image, top, left int, fill float32) {
-	size := r.plan.Size
+// quantizeTile fills the model's input with the window at (top, left) of every channel,
+// interleaved (NHWC), `fill` outside the image, quantised with the model's own parameters
+// (round half to even, as numpy does).
+func (r *Runner) quantizeTile(zs []Image, top, left int, fill float32) {
+	size, nc := r.plan.Size, len(zs)
 	qfill := r.inQ.quantize(fill)
 	for y := range size {
 		row := top + y
 		for x := range size {
 			col := left + x
-			q := qfill
-			if row >= 0 && row < z.Rows && col >= 0 && col < z.Cols {
-				q = r.inQ.quantize(z.Pix[row*z.Cols+col])
+			inside := row >= 0 && row < zs[0].Rows && col >= 0 && col < zs[0].Cols
+			for c, z := range zs {
+				q := qfill
+				if inside {
+					q = r.inQ.quantize(z.Pix[row*z.Cols+col])
+				}
+				r.in[(y*size+x)*nc+c] = q
 			}
-			r.in[y*size+x] = q
+		}
+	}
+}
+
+// mirror writes src (size x size pixels of nc channels) flipped left to right into dst.
+func mirror(dst, src []int8, size, nc int) {
+	for y := range size {
+		for x := range size {
+			copy(dst[(y*size+x)*nc:(y*size+x+1)*nc], src[(y*size+size-1-x)*nc:(y*size+size-x)*nc])
 		}
 	}
 }
@@ -149,6 +209,10 @@ func (r *Runner) blend(acc, wsum []float64, rows, cols, top, left int) {
 			}
 			w := float64(r.weight[y*size+x])
 			p := float64((float32(r.out[y*size+x]) - r.outQ.zero) * r.outQ.scale)
+			if r.plan.FlipTTA {
+				pf := float64((float32(r.flipOut[y*size+size-1-x]) - r.outQ.zero) * r.outQ.scale)
+				p = (p + pf) / 2
+			}
 			acc[row*cols+col] += p * w
 			wsum[row*cols+col] += w
 		}

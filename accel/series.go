@@ -3,6 +3,7 @@ package accel
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/midline-rt/midline/preproc"
@@ -46,14 +47,17 @@ func SegmentVolume(ctx context.Context, r *Runner, norm Normalization, v *prepro
 	fill := nm.PadValue()
 	if o, err := preproc.Orient(v.Geometry, preproc.DefaultMaxTiltDeg); err == nil {
 		c := o.Canonical
-		z := make([]float32, c.Rows*c.Cols)
+		st := newStack(r.plan.Context, c.Rows, c.Cols, c.Slices(), func(dst []float32, k int) {
+			o.ToCanonical(dst, v.Slice(o.NativeSlice(k)))
+			nm.Apply(dst, dst)
+		})
 		native := make([]float32, v.Rows*v.Cols)
 		t1 := time.Now()
 		for k := range c.Slices() {
 			n := o.NativeSlice(k)
-			o.ToCanonical(z, v.Slice(n))
-			nm.Apply(z, z)
-			p, st, err := r.Segment(ctx, Slice{Image: Image{Rows: c.Rows, Cols: c.Cols, Pix: z}, Spacing: c.PixelSpacing, Fill: fill})
+			s := st.at(k)
+			s.Spacing, s.Fill = c.PixelSpacing, fill
+			p, st, err := r.Segment(ctx, s)
 			if err != nil {
 				return nil, fmt.Errorf("accel: slice %d: %w", n, err)
 			}
@@ -67,41 +71,86 @@ func SegmentVolume(ctx context.Context, r *Runner, norm Normalization, v *prepro
 	return segmentReformatted(ctx, r, nm, v, out)
 }
 
-// segmentReformatted runs a sagittal or coronal series on an axial grid at its finest native
-// spacing. Axial voxels beyond the native volume hold the clip floor, which normalises to the
-// tile fill, like tiles beyond an image.
+// segmentReformatted runs a sagittal or coronal series on an axial grid at the model's finest
+// scale (finer would only be resampled away by the runner, and the grid's size is what bounds
+// memory). Axial voxels beyond the native volume hold the clip floor, which normalises to the
+// tile fill, like tiles beyond an image. The axial probabilities are kept as bytes, like the
+// result, and mapped back one native slice at a time.
 func segmentReformatted(ctx context.Context, r *Runner, nm preproc.Normalization, v *preproc.Volume, out *Probability) (*Probability, error) {
 	t0 := time.Now()
-	step := min(v.PixelSpacing[0], v.PixelSpacing[1], v.SliceSpacing)
+	step := slices.Min(r.plan.ScalesMM)
 	rf, err := preproc.NewReformat(v.Geometry, step, step, preproc.DefaultLimits())
 	if err != nil {
 		return nil, err
 	}
 	ax := rf.Axial
 	plane := ax.Rows * ax.Cols
-	prob := make([]float32, plane*ax.Slices())
-	z := make([]float32, plane)
+	prob := make([]uint8, plane*ax.Slices())
+	stack := newStack(r.plan.Context, ax.Rows, ax.Cols, ax.Slices(), func(dst []float32, k int) {
+		rf.ToAxialSlice(dst, v.Pixels, k, float32(nm.Low))
+		nm.Apply(dst, dst)
+	})
 	fill := nm.PadValue()
 	var infer time.Duration
 	for k := range ax.Slices() {
-		rf.ToAxialSlice(z, v.Pixels, k, float32(nm.Low))
-		nm.Apply(z, z)
+		s := stack.at(k)
+		s.Spacing, s.Fill = ax.PixelSpacing, fill
 		t1 := time.Now()
-		p, st, err := r.Segment(ctx, Slice{Image: Image{Rows: ax.Rows, Cols: ax.Cols, Pix: z}, Spacing: ax.PixelSpacing, Fill: fill})
+		p, st, err := r.Segment(ctx, s)
 		if err != nil {
 			return nil, fmt.Errorf("accel: axial reformat slice %d: %w", k, err)
 		}
 		infer += time.Since(t1)
 		out.Stats.add(st)
-		copy(prob[k*plane:], p.Pix)
+		quantize(prob[k*plane:(k+1)*plane], p.Pix)
 	}
-	full := make([]float32, len(out.Q))
-	rf.ToNative(full, prob)
-	quantize(out.Q, full)
+	n := v.Rows * v.Cols
+	for k := range v.Slices() {
+		rf.ToNativeSlice(out.Q[k*n:(k+1)*n], prob, k)
+	}
 	out.Reformatted = true
 	out.Timings.Infer = infer
 	out.Timings.Reformat = time.Since(t0) - infer
 	return out, nil
+}
+
+// stack makes the normalised slices the runner sees, with their context slices when the model
+// takes some: a ring of 2*context+1 slice buffers, so each slice is made once.
+type stack struct {
+	context, rows, cols, n int
+	make                   func(dst []float32, k int)
+	bufs                   [][]float32 // bufs[k % len] holds slice k
+	made                   []int       // which slice each buffer holds, -1 for none
+}
+
+func newStack(context, rows, cols, n int, mk func(dst []float32, k int)) *stack {
+	s := &stack{context: context, rows: rows, cols: cols, n: n, make: mk}
+	for range 2*context + 1 {
+		s.bufs = append(s.bufs, make([]float32, rows*cols))
+		s.made = append(s.made, -1)
+	}
+	return s
+}
+
+// at is slice k (and, for a context model, slices k-context..k+context, clamped to the series).
+func (s *stack) at(k int) Slice {
+	img := func(j int) Image {
+		j = min(max(j, 0), s.n-1)
+		b := j % len(s.bufs)
+		if s.made[b] != j {
+			s.make(s.bufs[b], j)
+			s.made[b] = j
+		}
+		return Image{Rows: s.rows, Cols: s.cols, Pix: s.bufs[b]}
+	}
+	if s.context == 0 {
+		return Slice{Image: img(k)}
+	}
+	ctx := make([]Image, 0, 2*s.context+1)
+	for j := k - s.context; j <= k+s.context; j++ {
+		ctx = append(ctx, img(j))
+	}
+	return Slice{Image: ctx[s.context], Context: ctx}
 }
 
 func (s *Stats) add(o Stats) {

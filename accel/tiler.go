@@ -20,7 +20,17 @@ type Plan struct {
 	ScaleWeights []float64
 	Overlap      float64
 	RoiGate      float64
+	// Context is model.json's input.context_slices: the model sees 2*Context+1 neighbouring
+	// slices as channels (2.5D), the segmented slice in the middle.
+	Context int
+	// FlipTTA turns on flip test-time augmentation: every tile also runs mirrored left to
+	// right, and the two dequantised outputs, the second mirrored back, are averaged. Not from
+	// model.json: the caller chooses it (it doubles the invocations). Off by default.
+	FlipTTA bool
 }
+
+// Channels is the number of input channels the plan feeds a model: 2*Context+1.
+func (p Plan) Channels() int { return 2*p.Context + 1 }
 
 // Validate checks a plan from a bundle before anything runs with it.
 func (p Plan) Validate() error {
@@ -33,6 +43,8 @@ func (p Plan) Validate() error {
 		return fmt.Errorf("accel: tile overlap %v not in [0, 1)", p.Overlap)
 	case !(p.RoiGate >= 0 && p.RoiGate <= 1):
 		return fmt.Errorf("accel: roi_gate %v not in [0, 1]", p.RoiGate)
+	case p.Context < 0 || p.Context > MaxContextSlices:
+		return fmt.Errorf("accel: %d context slices, at most %d", p.Context, MaxContextSlices)
 	}
 	var sum float64
 	for i, s := range p.ScalesMM {
@@ -46,6 +58,9 @@ func (p Plan) Validate() error {
 	}
 	return nil
 }
+
+// MaxContextSlices bounds input.context_slices (on each side).
+const MaxContextSlices = 8
 
 // Stride is the distance between tile starts.
 func (p Plan) Stride() int { return max(1, int(math.Round(float64(p.Size)*(1-p.Overlap)))) }
@@ -128,11 +143,14 @@ type TileModel interface {
 }
 
 // Slice is one normalised slice to segment, with its in-plane spacing and the value that fills
-// tiles beyond the image's edge (the normalised clip floor).
+// tiles beyond the image's edge (the normalised clip floor). For a model with context slices,
+// Context holds the 2*Context+1 normalised slices k-Context..k+Context (indices clamped to the
+// series, so the end slices repeat), Image being the middle one; it is nil otherwise.
 type Slice struct {
 	Image   Image
 	Spacing [2]float64
 	Fill    float32
+	Context []Image
 }
 
 // Stats counts the tiles a run used.

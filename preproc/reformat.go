@@ -111,9 +111,25 @@ func (rf *Reformat) ToNative(dst, src []float32) {
 	}
 }
 
+// ToNativeSlice maps a byte-quantised axial map (q = round(255 p) on rf.Axial, as accel stores
+// probabilities) onto native slice k, rounding to the nearest byte; dst holds Native.Rows x
+// Cols values. One slice at a time, so that nothing the size of a float volume is held.
+func (rf *Reformat) ToNativeSlice(dst, src []uint8, k int) {
+	g, ax := rf.Native, rf.Axial
+	n := Vec3{float64(ax.Slices()), float64(ax.Rows), float64(ax.Cols)}
+	o := ax.Positions[0]
+	for r := range g.Rows {
+		for c := range g.Cols {
+			q := g.Patient(k, float64(r), float64(c)).sub(o)
+			idx := Vec3{q[2] / ax.SliceSpacing, q[1] / ax.PixelSpacing[0], q[0] / ax.PixelSpacing[1]}
+			dst[r*g.Cols+c] = uint8(min(max(trilinear(src, n, idx, 0, true)+0.5, 0), 255))
+		}
+	}
+}
+
 // trilinear samples vol (n[0] slices of n[1] x n[2]) at fractional index p. Outside the
 // volume (beyond 1e-6 of an index) it returns fill, unless clamp is set.
-func trilinear(vol []float32, n, p Vec3, fill float32, clamp bool) float32 {
+func trilinear[T float32 | uint8](vol []T, n, p Vec3, fill float32, clamp bool) float32 {
 	var i0 [3]int
 	var w [3]float64
 	for a := range 3 {

@@ -131,9 +131,15 @@ def _rotation(angles_deg) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def draw_tumour(rng: np.random.Generator, a: anat.Anatomy) -> TumourParams:
+SITES = ("pons", "thalamus_l", "thalamus_r")
+
+
+def draw_tumour(rng: np.random.Generator, a: anat.Anatomy, site: str | None = None) -> TumourParams:
+    """The tumour of a study; site, when given, replaces the drawn site (the same draws are made,
+    so the other parameters stay those of the seed)."""
     u = rng.uniform()
-    site = "pons" if u < 0.75 else ("thalamus_l" if u < 0.875 else "thalamus_r")
+    drawn = "pons" if u < 0.75 else ("thalamus_l" if u < 0.875 else "thalamus_r")
+    site = site or drawn
     region = getattr(a, site)
     idx = np.argwhere(region)
     centre = a.centroid(region)
@@ -399,14 +405,19 @@ def _store(spec, values, gtv, orient, positions, rng) -> Series:
 # ---- the study -----------------------------------------------------------------------------------
 
 def generate(seed: int, small: bool = False, keep=None, axial_only: bool = False,
-             position: str | None = None, plane: str | None = None) -> Study:
+             position: str | None = None, plane: str | None = None, site: str | None = None,
+             spec: dict | None = None) -> Study:
     """The study of a seed. keep: see acquire. axial_only acquires a drawn sagittal 3D series
     as axial instead (training tiles: the firmware reformats 3D series to axial before the
-    model sees them). position and plane override every series' patient position and plane
-    (orientation tests). Every random draw is the same whatever the overrides."""
+    model sees them). position and plane override every series' patient position and plane,
+    site the tumour's site, and spec any SeriesSpec field of every series (orientation tests:
+    a lesion on one side, anisotropic pixels, tilted or thin-slice stacks). The tumour is the
+    seed's whatever the overrides; a spec that changes a series' size changes the noise drawn
+    for the series after it."""
+    check_spec(spec or {})
     rng = np.random.default_rng([seed, 0x4D494C])  # "MIL": phantoms never share a stream with training
     a = anat.load()
-    t = draw_tumour(rng, a)
+    t = draw_tumour(rng, a, site)
     tumour = build_tumour(t, rng)
     tilt_deg = [float(rng.uniform(-10, 10)), float(rng.uniform(-5, 5)), float(rng.uniform(-5, 5))]
     tilt = _rotation(tilt_deg)
@@ -419,19 +430,39 @@ def generate(seed: int, small: bool = False, keep=None, axial_only: bool = False
     for seq in SEQUENCES:
         gains = {k: float(rng.uniform(0.9, 1.1)) for k in ("csf", "gm", "wm", "head")}
         sig = {k: v * float(rng.uniform(0.93, 1.07)) for k, v in TISSUE_SIGNAL[seq].items()}
-        spec = draw_series(rng, seq, small)
-        if axial_only and spec.plane == "sagittal":
-            spec = dataclasses.replace(spec, plane="axial", slices=160)
+        spec_s = draw_series(rng, seq, small)
+        if axial_only and spec_s.plane == "sagittal":
+            spec_s = dataclasses.replace(spec_s, plane="axial", slices=160)
         if plane:
-            spec = dataclasses.replace(spec, plane=plane)
+            spec_s = dataclasses.replace(spec_s, plane=plane)
         if position:
-            spec = dataclasses.replace(spec, position=position)
+            spec_s = dataclasses.replace(spec_s, position=position)
+        spec_s = dataclasses.replace(spec_s, **(spec or {}))
         normal = _normal_signal(a, seq, gains)
-        c = centre if spec.mode == "2d" else brain_centre
-        series[seq] = acquire(spec, a, normal, tumour, t, sig, tilt, c, rng, keep)
+        c = centre if spec_s.mode == "2d" else brain_centre
+        series[seq] = acquire(spec_s, a, normal, tumour, t, sig, tilt, c, rng, keep)
     patient = _patient(rng, seed)
     return Study(seed=seed, vendor=vendor, field_strength=field_t, patient=patient, tumour=t,
                  head_tilt_deg=tilt_deg, series=series)
+
+
+# SeriesSpec fields that --spec may set, with their types.
+SPEC_OVERRIDES = {"rows": int, "columns": int, "pixel_spacing": list, "slice_thickness": float,
+                  "slice_spacing": float, "slices": int, "angulation_deg": list, "snr": float}
+
+
+def check_spec(spec: dict) -> None:
+    """Refuses an override of a field that does not exist or may not be set (mode and plane
+    name the acquisition and the series' names; position and plane have their own options)."""
+    for k, v in spec.items():
+        if k not in SPEC_OVERRIDES:
+            raise ValueError(f"spec: {k!r} cannot be set (one of {', '.join(SPEC_OVERRIDES)})")
+        want = SPEC_OVERRIDES[k]
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) if want is float else \
+            isinstance(v, want) and not isinstance(v, bool)
+        if not ok or (want is list and (len(v) != 2 or not all(isinstance(x, (int, float)) for x in v))):
+            raise ValueError(f"spec: {k!r} = {v!r} is not a {want.__name__}"
+                             + (" of two numbers" if want is list else ""))
 
 
 def _patient(rng: np.random.Generator, seed: int) -> dict:
@@ -489,8 +520,17 @@ def main(argv: list[str] | None = None) -> None:
                    help="a downsized study (160x160, 14 slices of 5 mm around the tumour) for tests")
     p.add_argument("--position", choices=sorted(POSITIONS), help="patient position of every series")
     p.add_argument("--plane", choices=sorted(PLANES), help="plane of every series")
+    p.add_argument("--site", choices=SITES, help="the tumour's site instead of the drawn one")
+    p.add_argument("--spec", type=json.loads, default={},
+                   help="JSON object of acquisition fields set on every series, named as in "
+                        "study.json's spec: " + ", ".join(SPEC_OVERRIDES))
     args = p.parse_args(argv)
-    study = generate(args.seed, small=args.small, position=args.position, plane=args.plane)
+    try:
+        check_spec(args.spec)
+    except ValueError as e:
+        p.error(str(e))
+    study = generate(args.seed, small=args.small, position=args.position, plane=args.plane,
+                     site=args.site, spec=args.spec)
     write(study, args.out)
     t = study.tumour
     print(f"phantom {args.seed}: {t.site}, {t.volume_cm3:.1f} cm3, necrosis "

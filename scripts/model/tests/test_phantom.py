@@ -29,7 +29,7 @@ def test_committed_study_is_what_the_command_makes(tmp_path):
     phantom.main(["--seed", "4", "--small", "--out", str(tmp_path)])
     made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     committed = sorted(p.relative_to(COMMITTED) for p in COMMITTED.rglob("*") if p.is_file()
-                       and p.name != "README.md")
+                       and p.name not in ("README.md", "reference.json"))  # reference.json: the pipeline's, not the generator's
     assert made == committed
     for rel in made:
         if rel.suffix == ".gz":  # gzip headers carry a time; compare the data
@@ -132,3 +132,23 @@ def test_positions_and_planes_keep_the_lesion_in_place(tmp_path, position, plane
     assert np.linalg.norm(lps - np.array(study["tumour"]["centre_lps"])) < 3.0
     gtv = mask.transpose(2, 1, 0) > 0
     assert vol[gtv].mean() > 1.2 * vol[~gtv & (vol > np.percentile(vol, 50))].mean()
+
+
+def test_site_override_keeps_the_seeds_tumour():
+    """--site moves the tumour and keeps every other drawn parameter of the seed."""
+    from midline_model import anatomy
+    a = anatomy.load()
+    drawn = phantom.draw_tumour(np.random.default_rng([21, 0x4D494C]), a)
+    left = phantom.draw_tumour(np.random.default_rng([21, 0x4D494C]), a, "thalamus_l")
+    right = phantom.draw_tumour(np.random.default_rng([21, 0x4D494C]), a, "thalamus_r")
+    assert left.site == "thalamus_l" and right.site == "thalamus_r"
+    assert left.centre_lps[0] > 5 and right.centre_lps[0] < -5
+    assert left.volume_cm3 == right.volume_cm3 == drawn.volume_cm3
+
+
+@pytest.mark.parametrize("spec", [{"mode": "3d"}, {"rows": "128"}, {"pixel_spacing": [1.0]},
+                                  {"slices": True}, {"position": "HFS"}])
+def test_spec_refuses_what_it_cannot_set(spec):
+    with pytest.raises(ValueError):
+        phantom.check_spec(spec)
+    phantom.check_spec({"rows": 96, "pixel_spacing": [0.9, 1.4], "slice_spacing": 2})

@@ -1,0 +1,194 @@
+package accel
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/midline-rt/midline/preproc"
+)
+
+// rampModel adds the column index within the tile to each pixel: not mirror-symmetric, so a
+// flipped run differs from a plain one.
+type rampModel struct{ pointModel }
+
+func (m *rampModel) Run(ctx context.Context, in, out []int8) error {
+	for i, q := range in {
+		out[i] = int8(max(-128, min(127, int(q)+i%m.size-m.size/2)))
+	}
+	return nil
+}
+
+// mirrored runs a model on the mirrored tile and mirrors its output back.
+type mirrored struct {
+	TileModel
+	size    int
+	in, out []int8
+}
+
+func (m *mirrored) Run(ctx context.Context, in, out []int8) error {
+	m.in, m.out = make([]int8, len(in)), make([]int8, len(out))
+	mirror(m.in, in, m.size, 1)
+	if err := m.TileModel.Run(ctx, m.in, m.out); err != nil {
+		return err
+	}
+	mirror(out, m.out, m.size, 1)
+	return nil
+}
+
+func segmentWith(t *testing.T, m TileModel, p Plan, s Slice) Image {
+	t.Helper()
+	r, err := NewRunner(m, p, sameGrid{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _, err := r.Segment(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func TestFlipTTAWithASymmetricModelChangesNothing(t *testing.T) {
+	p := Plan{Size: 32, ScalesMM: []float64{1, 2}, ScaleWeights: []float64{0.7, 0.3}, Overlap: 0.5, RoiGate: 0.05}
+	s := randomSlice(70, 90, 6)
+	for name, f := range map[string]func(int8) int8{"constant": constant(-28), "pointwise": func(q int8) int8 { return q / 2 }} {
+		plain := segmentWith(t, &pointModel{size: 32, f: f}, p, s)
+		p.FlipTTA = true
+		tta := segmentWith(t, &pointModel{size: 32, f: f}, p, s)
+		p.FlipTTA = false
+		for i := range plain.Pix {
+			if plain.Pix[i] != tta.Pix[i] {
+				t.Fatalf("%s model: pixel %d is %v with TTA, %v without", name, i, tta.Pix[i], plain.Pix[i])
+			}
+		}
+	}
+}
+
+func TestFlipTTAIsTheMeanOfThePlainAndMirroredRuns(t *testing.T) {
+	p := Plan{Size: 32, ScalesMM: []float64{1, 2}, ScaleWeights: []float64{0.7, 0.3}, Overlap: 0.5, RoiGate: 0}
+	s := randomSlice(61, 95, 7)
+	ramp := func() *rampModel { return &rampModel{pointModel{size: 32}} }
+	plain := segmentWith(t, ramp(), p, s)
+	flipped := segmentWith(t, &mirrored{TileModel: ramp(), size: 32}, p, s)
+	p.FlipTTA = true
+	tta := segmentWith(t, ramp(), p, s)
+	differ := false
+	for i := range tta.Pix {
+		want := (plain.Pix[i] + flipped.Pix[i]) / 2
+		if math.Abs(float64(tta.Pix[i]-want)) > 1e-6 {
+			t.Fatalf("pixel %d: %v with TTA, want the mean of %v and %v", i, tta.Pix[i], plain.Pix[i], flipped.Pix[i])
+		}
+		differ = differ || plain.Pix[i] != flipped.Pix[i]
+	}
+	if !differ {
+		t.Fatal("the test model is mirror-symmetric: the test proves nothing")
+	}
+}
+
+// channelModel answers with one input channel of a 2.5D model, passed through unchanged.
+type channelModel struct {
+	pointModel
+	channels, pick int
+}
+
+func (m *channelModel) Input() TensorInfo {
+	t := m.pointModel.Input()
+	t.Shape = []int{1, m.size, m.size, m.channels}
+	return t
+}
+
+func (m *channelModel) Run(ctx context.Context, in, out []int8) error {
+	for i := range out {
+		out[i] = in[i*m.channels+m.pick]
+	}
+	return nil
+}
+
+// axialVolume is a random axial series of n slices, 1 mm voxels.
+func axialVolume(rows, cols, n int, seed uint64) *preproc.Volume {
+	rng := rand.New(rand.NewPCG(seed, 2))
+	v := &preproc.Volume{Geometry: preproc.Geometry{Rows: rows, Cols: cols, RowCosine: preproc.Vec3{1, 0, 0},
+		ColumnCosine: preproc.Vec3{0, 1, 0}, Normal: preproc.Vec3{0, 0, 1}, PixelSpacing: [2]float64{1, 1}, SliceSpacing: 1}}
+	for k := range n {
+		v.Positions = append(v.Positions, preproc.Vec3{0, 0, float64(k)})
+	}
+	v.Pixels = make([]float32, rows*cols*n)
+	for i := range v.Pixels {
+		v.Pixels[i] = float32(100 + 30*rng.NormFloat64())
+	}
+	return v
+}
+
+// With context slices, channel j of the model's input is slice k-c+j, clamped at the ends:
+// a model that answers with channel j gives, on slice k, what a 1-channel pass-through model
+// gives on that slice.
+func TestContextSlicesReachTheModelInOrderClampedAtTheEnds(t *testing.T) {
+	const c, n = 2, 6
+	v := axialVolume(40, 50, n, 8)
+	norm := Normalization{Method: "percentile-zscore", PLow: 0.5, PHigh: 99.5}
+	base := Plan{Size: 32, ScalesMM: []float64{1}, ScaleWeights: []float64{1}, Overlap: 0.5, RoiGate: 0}
+	run := func(m TileModel, p Plan) *Probability {
+		r, err := NewRunner(m, p, sameGrid{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := SegmentVolume(context.Background(), r, norm, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	// The reference: each slice normalised and run by itself, outside SegmentVolume (the
+	// volume is already canonical: rows posterior, columns left, slices upwards).
+	nm, err := preproc.FitNormalization(v.Pixels, norm.PLow, norm.PHigh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := NewRunner(&pointModel{size: 32, f: func(q int8) int8 { return q }}, base, sameGrid{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass := &Probability{Q: make([]uint8, len(v.Pixels))}
+	for k := range n {
+		z := make([]float32, v.Rows*v.Cols)
+		nm.Apply(z, v.Slice(k))
+		p, _, err := plain.Segment(context.Background(), Slice{Image: Image{Rows: v.Rows, Cols: v.Cols, Pix: z}, Spacing: v.PixelSpacing, Fill: nm.PadValue()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		quantize(pass.Q[k*len(z):(k+1)*len(z)], p.Pix)
+	}
+	ctxPlan := base
+	ctxPlan.Context = c
+	plane := v.Rows * v.Cols
+	for j := range 2*c + 1 {
+		got := run(&channelModel{pointModel: pointModel{size: 32}, channels: 2*c + 1, pick: j}, ctxPlan)
+		for k := range n {
+			src := min(max(k-c+j, 0), n-1)
+			for i := range plane {
+				if got.Q[k*plane+i] != pass.Q[src*plane+i] {
+					t.Fatalf("channel %d of slice %d: voxel %d is %d, slice %d's is %d", j, k, i, got.Q[k*plane+i], src, pass.Q[src*plane+i])
+				}
+			}
+		}
+	}
+}
+
+func TestContextModelsMustMatchThePlan(t *testing.T) {
+	p := Plan{Size: 32, ScalesMM: []float64{1}, ScaleWeights: []float64{1}, Overlap: 0.5, Context: 1}
+	if _, err := NewRunner(&channelModel{pointModel: pointModel{size: 32}, channels: 5}, p, sameGrid{}); err == nil {
+		t.Error("a 5-channel model accepted for 1 context slice (3 channels)")
+	}
+	r, err := NewRunner(&channelModel{pointModel: pointModel{size: 32}, channels: 3}, p, sameGrid{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.Segment(context.Background(), randomSlice(40, 40, 9)); err == nil {
+		t.Error("a slice without its context slices was accepted")
+	}
+	if _, err := NewRunner(&pointModel{size: 32, f: constant(0)}, Plan{Size: 32, ScalesMM: []float64{1}, ScaleWeights: []float64{1}, Context: MaxContextSlices + 1}, sameGrid{}); err == nil {
+		t.Error("too many context slices accepted")
+	}
+}
