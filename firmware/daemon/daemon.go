@@ -33,6 +33,12 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// Board overrides board options (tests: a fake clock, a scripted sim).
 	Board board.Options
+	// Test seams: the free space of the state folder's file system, and the DICOM outbox's
+	// retry schedule (netdicom's defaults when zero).
+	DiskFree       func(path string) (uint64, error)
+	SendAttempts   int
+	SendDelay      time.Duration
+	MQTTMaxBackoff time.Duration
 }
 
 // Daemon is one running appliance.
@@ -72,6 +78,12 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Daemon, error) {
 	if o.ShutdownGrace == 0 {
 		o.ShutdownGrace = 10 * time.Second
 	}
+	if o.DiskFree == nil {
+		o.DiskFree = statfsFree
+	}
+	if err := checkWatchdogOwner(cfg.Board.Watchdog, os.Getenv); err != nil {
+		return nil, err
+	}
 	d := &Daemon{cfg: cfg, opts: o, log: o.Logger, start: time.Now(), alarms: map[string]string{}}
 	var err error
 	if err = os.MkdirAll(cfg.StateDir, 0o750); err != nil {
@@ -90,6 +102,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Daemon, error) {
 	d.outbox, err = netdicom.OpenOutbox(netdicom.OutboxOptions{
 		Dir: filepath.Join(cfg.StateDir, "outbox", "dicom"), Destinations: pipeline.OutboxDestinations(cfg.Destinations),
 		CallingAE: cfg.DICOM.AETitle, Logger: d.log, Finished: d.onSent,
+		MaxAttempts: o.SendAttempts, BaseDelay: o.SendDelay, MaxDelay: 4 * o.SendDelay,
 	})
 	if err != nil {
 		return nil, err
@@ -102,7 +115,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Daemon, error) {
 		}
 		d.mq, err = mqtt.New(mqtt.Options{Broker: cfg.MQTT.Broker, DeviceID: cfg.DeviceID, Site: cfg.Site, Group: cfg.Group,
 			TopicPrefix: cfg.MQTT.TopicPrefix, CA: cfg.MQTT.CA, ClientCert: cfg.MQTT.ClientCert, ClientKey: cfg.MQTT.ClientKey,
-			Outbox: d.mqOutbox, Logger: d.log})
+			Outbox: d.mqOutbox, Logger: d.log, MaxBackoff: o.MQTTMaxBackoff})
 		if err != nil {
 			return nil, err
 		}
@@ -124,7 +137,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Daemon, error) {
 		AETitle: cfg.DICOM.AETitle, Listen: cfg.DICOM.Listen, TLS: dicomTLS(cfg.DICOM.TLS), AllowedCallers: callers(cfg.DICOM.AllowedCallers),
 		MaxAssociations: cfg.DICOM.MaxAssociations, MaxPDU: cfg.DICOM.MaxPDU, SeriesTimeout: cfg.DICOM.SeriesTimeout,
 		DiskLowWatermark: uint64(cfg.DICOM.DiskLowWatermark), StateDir: cfg.StateDir, Retention: cfg.Retention.Spool,
-		Logger: d.log, OnSeries: d.onSeries, OnInstance: d.onInstance,
+		Logger: d.log, OnSeries: d.onSeries, OnInstance: d.onInstance, DiskFree: o.DiskFree,
 	})
 	if err != nil {
 		return nil, err
@@ -210,6 +223,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	wg.Go(func() { d.worker(ctx) })
 	wg.Go(func() { d.healthLoop(ctx) })
 	wg.Go(func() { d.commandLoop(ctx) })
+	wg.Go(func() { d.notifySystemd(ctx) }) // READY=1, WATCHDOG=1 while healthy, STOPPING=1
 	d.event(Event{Type: "started", Detail: fmt.Sprintf("firmware %s, %d models", d.opts.Version, len(d.models))})
 	d.log.Info("daemon: serving", "dicom", d.cfg.DICOM.Listen, "ae_title", d.cfg.DICOM.AETitle, "http", d.cfg.HTTP.Listen,
 		"mqtt", d.cfg.MQTT.Broker, "state_dir", d.cfg.StateDir)

@@ -31,6 +31,7 @@ func seed4() string { return filepath.Join(root(), "testdata", "phantom", "seed4
 type rig struct {
 	t       *testing.T
 	cfg     config.Config
+	opts    Options
 	d       *Daemon
 	broker  *peers.Broker
 	sub     *peers.Subscriber
@@ -44,9 +45,21 @@ type rig struct {
 // newRig configures a daemon like the demo's, on free ports, with edit applied last.
 func newRig(t *testing.T, edit func(*config.Config)) *rig {
 	t.Helper()
-	r := &rig{t: t}
-	r.broker = peers.Mosquitto(t)
-	r.sub = peers.Subscribe(t, r.broker, "midline/#")
+	return newRigWith(t, edit, Options{}, false)
+}
+
+// newRigWith also sets the daemon's test seams, and may use a broker that keeps sessions
+// across a restart (with a persistent subscriber).
+func newRigWith(t *testing.T, edit func(*config.Config), o Options, persistentBroker bool) *rig {
+	t.Helper()
+	r := &rig{t: t, opts: o}
+	if persistentBroker {
+		r.broker = peers.PersistentMosquitto(t)
+		r.sub = peers.SubscribePersistent(t, r.broker, "midline/#")
+	} else {
+		r.broker = peers.Mosquitto(t)
+		r.sub = peers.Subscribe(t, r.broker, "midline/#")
+	}
 	r.scp = peers.StartStorescp(t, "PLANNING", 0)
 	cfg := config.Default()
 	cfg.DeviceID, cfg.Site = "test-box", "test-site"
@@ -80,7 +93,9 @@ func (r *rig) startDaemon() {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	d, err := New(ctx, r.cfg, Options{Version: "0.0.0-test", Commit: "test", Logger: log, ShutdownGrace: 2 * time.Second})
+	o := r.opts
+	o.Version, o.Commit, o.Logger, o.ShutdownGrace = "0.0.0-test", "test", log, 2*time.Second
+	d, err := New(ctx, r.cfg, o)
 	if err != nil {
 		cancel()
 		r.t.Fatal(err)

@@ -109,7 +109,7 @@ func (d *Daemon) health() Health {
 	h.Queue = QueueHealth{Queued: h.Jobs[JobQueued], Running: h.Jobs[JobRunning]}
 	h.CPU = CPUHealth{Load1: loadAvg(), Cores: runtime.NumCPU(), Thread: d.cfg.Engine.Threads}
 	h.Memory = memory()
-	h.Disk = DiskHealth{StateDirFreeBytes: diskFree(d.cfg.StateDir), LowWatermarkBytes: uint64(d.cfg.DICOM.DiskLowWatermark)}
+	h.Disk = DiskHealth{StateDirFreeBytes: d.diskFree(), LowWatermarkBytes: uint64(d.cfg.DICOM.DiskLowWatermark)}
 	for _, j := range d.outbox.Jobs() {
 		switch j.State {
 		case netdicom.JobPending:
@@ -141,7 +141,7 @@ func (d *Daemon) healthLoop(ctx context.Context) {
 	last := time.Time{}
 	for {
 		if wm := uint64(d.cfg.DICOM.DiskLowWatermark); wm > 0 {
-			if free := diskFree(d.cfg.StateDir); free < wm {
+			if free := d.diskFree(); free < wm {
 				d.setAlarm("disk", "state folder below its free-space watermark: new instances are refused (0xA700)")
 			} else {
 				d.clearAlarm("disk")
@@ -206,10 +206,17 @@ func kib(v string) uint64 {
 	return n * 1024
 }
 
-func diskFree(path string) uint64 {
+// statfsFree is the free space of the file system holding path.
+func statfsFree(path string) (uint64, error) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(path, &st); err != nil {
-		return 0
+		return 0, err
 	}
-	return st.Bavail * uint64(st.Bsize)
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// diskFree is the state folder's free space (0 when it cannot be read).
+func (d *Daemon) diskFree() uint64 {
+	n, _ := d.opts.DiskFree(d.cfg.StateDir)
+	return n
 }

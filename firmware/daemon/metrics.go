@@ -29,7 +29,7 @@ func newMetrics(d *Daemon) *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		gauge("midline_queue_depth", "Jobs waiting for the accelerator.", func() float64 { return float64(d.jobs.counts()[JobQueued]) }),
 		gauge("midline_alarms", "Active alarms.", func() float64 { return float64(len(d.Alarms())) }),
-		gauge("midline_state_dir_free_bytes", "Free space in the state folder.", func() float64 { return float64(diskFree(d.cfg.StateDir)) }),
+		gauge("midline_state_dir_free_bytes", "Free space in the state folder.", func() float64 { return float64(d.diskFree()) }),
 		gauge("midline_outbox_dicom_pending", "DICOM sends waiting.", func() float64 { return float64(d.health().Outbox.DICOMPending) }),
 		gauge("midline_outbox_mqtt_depth", "MQTT messages waiting for the broker.", func() float64 {
 			if d.mq == nil {

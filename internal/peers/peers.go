@@ -86,6 +86,18 @@ func (p *Process) Start() {
 	}
 }
 
+// Terminate stops the program cleanly (SIGTERM) and waits for it.
+func (p *Process) Terminate() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	<-p.done
+	p.cmd = nil
+}
+
 // Stop kills the program: no clean shutdown, nothing flushed to anyone.
 func (p *Process) Stop() {
 	p.mu.Lock()
@@ -108,12 +120,23 @@ type Broker struct {
 func (b *Broker) URL() string { return "tcp://127.0.0.1:" + strconv.Itoa(b.Port) }
 
 // Mosquitto starts a broker without persistence, anonymous, on a free port.
-func Mosquitto(t testing.TB) *Broker {
+func Mosquitto(t testing.TB) *Broker { t.Helper(); return mosquitto(t, false) }
+
+// PersistentMosquitto keeps sessions and queued messages across a clean stop (Terminate) and a
+// start, so a subscriber with a persistent session misses nothing while the broker is away.
+func PersistentMosquitto(t testing.TB) *Broker { t.Helper(); return mosquitto(t, true) }
+
+func mosquitto(t testing.TB, persistent bool) *Broker {
 	t.Helper()
 	bin := testenv.Require(t, "mosquitto")
 	port := FreePort(t)
-	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	text := fmt.Sprintf("persistence false\nallow_anonymous true\nlog_dest none\nlistener %d 127.0.0.1\n", port)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "mosquitto.conf")
+	persist := "persistence false\n"
+	if persistent {
+		persist = fmt.Sprintf("persistence true\npersistence_location %s/\nautosave_interval 1\n", dir)
+	}
+	text := fmt.Sprintf("%sallow_anonymous true\nlog_dest none\nlistener %d 127.0.0.1\n", persist, port)
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -129,11 +152,24 @@ type Subscriber struct {
 // Subscribe runs mosquitto_sub on topic (QoS 1) and returns once its subscription is in place.
 func Subscribe(t testing.TB, b *Broker, topic string) *Subscriber {
 	t.Helper()
+	return subscribe(t, b, topic, nil)
+}
+
+// SubscribePersistent subscribes with a persistent session (clean session off, a fixed client
+// id): mosquitto_sub reconnects after a broker restart and gets what was queued for it.
+func SubscribePersistent(t testing.TB, b *Broker, topic string) *Subscriber {
+	t.Helper()
+	return subscribe(t, b, topic, []string{"-c"})
+}
+
+func subscribe(t testing.TB, b *Broker, topic string, extra []string) *Subscriber {
+	t.Helper()
 	bin := testenv.Require(t, "mosquitto_sub")
 	pub := testenv.Require(t, "mosquitto_pub")
 	s := &Subscriber{}
-	cmd := exec.Command(bin, "-h", "127.0.0.1", "-p", strconv.Itoa(b.Port), "-q", "1", "-v", "-t", topic, "-t", "peers-probe/#",
-		"-i", fmt.Sprintf("peers-sub-%d", time.Now().UnixNano()))
+	args := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(b.Port), "-q", "1", "-v", "-t", topic, "-t", "peers-probe/#",
+		"-i", fmt.Sprintf("peers-sub-%d", time.Now().UnixNano())}, extra...)
+	cmd := exec.Command(bin, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,411 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/midline-rt/midline/firmware/config"
+	"github.com/midline-rt/midline/internal/peers"
+	"github.com/midline-rt/midline/internal/testenv"
+	"github.com/midline-rt/midline/netdicom"
+)
+
+// The kill test runs the daemon in a child process (this test binary, re-executed) so that it
+// can be killed with SIGKILL like a box losing power or the kernel's OOM killer.
+const childEnv = "MIDLINE_DAEMON_CHILD_CONFIG"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(childEnv); path != "" {
+		os.Exit(runChild(path))
+	}
+	os.Exit(m.Run())
+}
+
+func runChild(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	var cfg config.Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	d, err := New(ctx, cfg, Options{Version: "0.0.0-test", Commit: "child", ShutdownGrace: 2 * time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := d.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// child is a daemon process.
+type child struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func startChild(t *testing.T, cfgPath string, cfg config.Config, log io.Writer) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+cfgPath)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{t: t, cmd: cmd, done: make(chan error, 1)}
+	go func() { c.done <- cmd.Wait() }()
+	peers.WaitListening(t, cfg.DICOM.Listen)
+	return c
+}
+
+func (c *child) kill() {
+	c.cmd.Process.Kill()
+	<-c.done
+}
+
+func (c *child) terminate() error {
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	return <-c.done
+}
+
+// variant copies the committed phantom's T2 series with new Study, Series and SOP Instance
+// UIDs of the same lengths (so every element keeps its length), a new series for each round.
+func variant(t *testing.T, dir string, round int) (string, string) {
+	t.Helper()
+	var st struct {
+		UIDs   map[string]string `json:"uids"`
+		Series map[string]struct {
+			SeriesUID string   `json:"series_instance_uid"`
+			SOPs      []string `json:"sop_instance_uids"`
+		} `json:"series"`
+	}
+	b, err := os.ReadFile(filepath.Join(seed4(), "study.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	t2 := st.Series["T2"]
+	renew := func(uid string) string {
+		tail := uid[len(uid)-5:]
+		n := 0
+		fmt.Sscanf(tail, "%d", &n)
+		return uid[:len(uid)-5] + fmt.Sprintf("%05d", (n+7919*(round+1))%100000)
+	}
+	olds := append([]string{t2.SeriesUID}, t2.SOPs...)
+	for _, v := range st.UIDs {
+		if strings.HasPrefix(v, "2.25.") && len(v) > 12 {
+			olds = append(olds, v)
+		}
+	}
+	out := filepath.Join(dir, fmt.Sprintf("round%02d", round))
+	os.MkdirAll(out, 0o755)
+	files, _ := filepath.Glob(filepath.Join(seed4(), "T2", "*.dcm"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range olds {
+			data = []byte(strings.ReplaceAll(string(data), o, renew(o)))
+		}
+		if err := os.WriteFile(filepath.Join(out, filepath.Base(f)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out, renew(t2.SeriesUID)
+}
+
+// readJobs reads the job records from the state folder.
+func readJobs(t *testing.T, stateDir string) []Job {
+	t.Helper()
+	paths, _ := filepath.Glob(filepath.Join(stateDir, "jobs", "*.json"))
+	var out []Job
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var j Job
+		if json.Unmarshal(b, &j) == nil {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// TestKillNine kills the daemon with SIGKILL at least 20 times while it really works: during
+// reception (counted when storescu saw the association drop) and during inference (counted when
+// a job was running). After each kill it restarts and the round's series is sent again, as a
+// scanner would. In the end every series has a finished job holding every instance, its
+// structure set at the planning system's storescp (one UID per result; a re-send repeats it),
+// and its contour message at mosquitto_sub.
+func TestKillNine(t *testing.T) {
+	testenv.Require(t, "storescu")
+	broker := peers.Mosquitto(t)
+	sub := peers.Subscribe(t, broker, "midline/#")
+	scp := peers.StartStorescp(t, "PLANNING", 0)
+	cfg := config.Default()
+	cfg.DeviceID, cfg.Site, cfg.StateDir = "kill-box", "test-site", t.TempDir()
+	cfg.DICOM.Listen = fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))
+	cfg.DICOM.SeriesTimeout, cfg.DICOM.DiskLowWatermark = 2*time.Second, 0
+	cfg.Destinations = []config.Destination{{Name: "planning", AETitle: "PLANNING", Host: "127.0.0.1", Port: scp.Port, Profile: config.DefaultProfile()}}
+	cfg.Engine.Threads, cfg.Models.Dir = 1, filepath.Join(root(), "models")
+	cfg.MQTT.Broker, cfg.HTTP.Listen, cfg.Board.Profile = broker.URL(), "", "sim"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(cfg)
+	cfgPath := filepath.Join(t.TempDir(), "config.json")
+	os.WriteFile(cfgPath, b, 0o600)
+	logf, _ := os.Create(filepath.Join(t.TempDir(), "daemon.log"))
+	defer logf.Close()
+
+	work := t.TempDir()
+	c := startChild(t, cfgPath, cfg, logf)
+	counted, reception, inference := 0, 0, 0
+	var series []string
+	for round := 0; counted < 20 && round < 60; round++ {
+		dir, uid := variant(t, work, round)
+		series = append(series, uid)
+		send := exec.Command("storescu", "-aec", "MIDLINE", "+sd", "+sp", "*.dcm", "127.0.0.1", strings.Split(cfg.DICOM.Listen, ":")[1], dir)
+		send.Env = append(os.Environ(), "TCP_NODELAY=1")
+		sent := make(chan error, 1)
+		if err := send.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { sent <- send.Wait() }()
+		interrupted := false
+		if round%2 == 0 {
+			// During reception: once a few instances of this series are in the spool.
+			spool := filepath.Join(cfg.StateDir, "spool", "series", uid)
+			waitFor(t, "instances in the spool", func() bool {
+				n, _ := filepath.Glob(filepath.Join(spool, "*.dcm"))
+				return len(n) >= 3 || len(sent) > 0
+			})
+			c.kill()
+			if err := <-sent; err != nil {
+				interrupted = true
+				reception++
+			}
+		} else {
+			if err := <-sent; err != nil {
+				t.Fatalf("round %d: storescu: %v", round, err)
+			}
+			// During inference: once this series' job is running.
+			waitFor(t, "the job to run", func() bool {
+				for _, j := range readJobs(t, cfg.StateDir) {
+					if j.SeriesUID == uid && (j.State == JobRunning || j.State == JobDone || j.State == JobFailed) {
+						return true
+					}
+				}
+				return false
+			})
+			running := false
+			for _, j := range readJobs(t, cfg.StateDir) {
+				running = running || j.SeriesUID == uid && j.State == JobRunning
+			}
+			c.kill()
+			if running {
+				interrupted = true
+				inference++
+			}
+		}
+		if interrupted {
+			counted++
+		}
+		c = startChild(t, cfgPath, cfg, logf)
+		if out, err := peers.Storescu(t, "MIDLINE", cfg.DICOM.Listen, dir); err != nil {
+			t.Fatalf("round %d: re-send: %v\n%s", round, err, out)
+		}
+	}
+	t.Logf("%d rounds really interrupted work: %d during reception, %d during inference, of %d", counted, reception, inference, len(series))
+	if counted < 20 {
+		t.Fatalf("only %d of the rounds interrupted work", counted)
+	}
+	// Let the last daemon finish everything, then stop it cleanly.
+	waitFor(t, "every series processed and delivered", func() bool {
+		for _, uid := range series {
+			ok := false
+			for _, j := range readJobs(t, cfg.StateDir) {
+				if j.SeriesUID == uid && j.State == JobDone && len(j.SOPInstanceUIDs) == 14 && len(j.Deliveries) == 1 &&
+					j.Deliveries[0].State == netdicom.JobDone {
+					ok = true
+				}
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, "the MQTT outbox to drain", func() bool {
+		n, _ := filepath.Glob(filepath.Join(cfg.StateDir, "outbox", "mqtt", "*.msg"))
+		return len(n) == 0
+	})
+	if err := c.terminate(); err != nil {
+		t.Fatalf("SIGTERM: the daemon exited with %v", err)
+	}
+	jobs := readJobs(t, cfg.StateDir)
+	known := map[string]bool{}
+	for _, j := range jobs {
+		for _, dv := range j.Deliveries {
+			known[dv.SOPUID] = true
+		}
+	}
+	received := scp.Received("RS.")
+	for _, f := range received {
+		if !known[strings.TrimPrefix(f, "RS.")] {
+			t.Fatalf("storescp holds %s, which no job made", f)
+		}
+	}
+	lines := sub.Lines()
+	for _, uid := range series {
+		for _, j := range jobs {
+			if j.SeriesUID != uid || j.State != JobDone {
+				continue
+			}
+			topic := "midline/v1/test-site/kill-box/contours/" + j.ID + " "
+			found := false
+			for _, l := range lines {
+				found = found || strings.HasPrefix(l, topic)
+			}
+			if !found {
+				t.Fatalf("no contour message for job %s (series %s)", j.ID, uid)
+			}
+		}
+	}
+	t.Logf("%d jobs, %d structure sets at storescp for %d series, %d MQTT messages", len(jobs), len(received), len(series), len(lines))
+}
+
+// TestBrokerOutage stops mosquitto for 60 s while a study is processed: nothing is lost; every
+// event and contour message reaches the (persistent) subscriber after the broker returns.
+func TestBrokerOutage(t *testing.T) {
+	r := newRigWith(t, nil, Options{MQTTMaxBackoff: 2 * time.Second}, true)
+	r.broker.Terminate()
+	stopped := time.Now()
+	if out, err := peers.Storescu(t, "MIDLINE", r.dicom, seed4()); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	jobs := r.waitJobs(3)
+	if wait := 60*time.Second - time.Since(stopped); wait > 0 {
+		time.Sleep(wait) // the outage the issue asks for; not a measurement
+	}
+	depth := r.d.mq.Stats().OutboxDepth
+	if depth == 0 {
+		t.Fatal("nothing waited in the MQTT outbox during the outage")
+	}
+	r.broker.Start()
+	want := map[string]bool{}
+	for _, e := range r.d.recentEvents() {
+		if e.JobID != "" {
+			want[e.MessageID] = true
+		}
+	}
+	for _, j := range jobs {
+		if j.State == JobDone {
+			want["contours/"+j.ID] = true
+		}
+	}
+	waitFor(t, "every queued message at the subscriber", func() bool {
+		got := strings.Join(r.sub.Lines(), "\n")
+		for id := range want {
+			if !strings.Contains(got, id) {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("%d messages waited for the broker; all %d expected arrived after it returned", depth, len(want))
+}
+
+// TestDestinationDown: a destination down for the whole test gets its retries and then a
+// dead-letter event; the other destination and the other jobs are not held up.
+func TestDestinationDown(t *testing.T) {
+	r := newRigWith(t, func(c *config.Config) {
+		c.Destinations = append(c.Destinations, config.Destination{Name: "down", AETitle: "NOBODY", Host: "127.0.0.1",
+			Port: peers.FreePort(t), Profile: config.DefaultProfile()})
+	}, Options{SendAttempts: 3, SendDelay: 100 * time.Millisecond}, false)
+	if out, err := peers.Storescu(t, "MIDLINE", r.dicom, seed4()); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	r.waitJobs(3)
+	waitFor(t, "dead letters for both results and deliveries to planning", func() bool {
+		dead, delivered := 0, 0
+		for _, l := range r.sub.Lines() {
+			if strings.Contains(l, `"type":"destination_dead_lettered"`) && strings.Contains(l, `"destination":"down"`) {
+				dead++
+			}
+			if strings.Contains(l, `"type":"delivered"`) && strings.Contains(l, `"destination":"planning"`) {
+				delivered++
+			}
+		}
+		return dead == 2 && delivered == 2
+	})
+	if n := len(r.scp.Received("RS.")); n != 2 {
+		t.Fatalf("planning received %d structure sets", n)
+	}
+}
+
+// TestStateFolderFull: below the free-space watermark new instances are refused with 0xA700
+// (Out of Resources) before anything is written, C-ECHO still answers and an alarm is raised;
+// when space returns, the same study goes through.
+func TestStateFolderFull(t *testing.T) {
+	echoscu := testenv.Require(t, "echoscu")
+	var free atomic.Uint64
+	free.Store(1 << 20) // 1 MiB, below the 256 MiB watermark
+	r := newRigWith(t, func(c *config.Config) { c.DICOM.DiskLowWatermark = 256 << 20 },
+		Options{DiskFree: func(string) (uint64, error) { return free.Load(), nil }}, false)
+	out, err := peers.Storescu(t, "MIDLINE", r.dicom, filepath.Join(seed4(), "T2"))
+	if err == nil && !strings.Contains(strings.ToLower(out), "a700") && !strings.Contains(out, "Out of Resources") {
+		t.Fatalf("storescu with a full state folder:\n%s", out)
+	}
+	host, port, _ := strings.Cut(r.dicom, ":")
+	if msg, err := exec.Command(echoscu, "-aec", "MIDLINE", host, port).CombinedOutput(); err != nil {
+		t.Fatalf("C-ECHO with a full state folder: %v\n%s", err, msg)
+	}
+	waitFor(t, "the disk alarm", func() bool { return strings.Contains(r.healthJSON(), "free-space watermark") })
+	if n, _ := filepath.Glob(filepath.Join(r.cfg.StateDir, "spool", "series", "*", "*.dcm")); len(n) != 0 {
+		t.Fatalf("%d instances stored while the folder was full", len(n))
+	}
+	free.Store(100 << 30)
+	waitFor(t, "the alarm to clear", func() bool { return !strings.Contains(r.healthJSON(), "free-space watermark") })
+	if out, err := peers.Storescu(t, "MIDLINE", r.dicom, filepath.Join(seed4(), "T2")); err != nil {
+		t.Fatalf("storescu after space returned: %v\n%s", err, out)
+	}
+	if j := r.waitJobs(1); j[0].State != JobDone {
+		t.Fatalf("job after space returned: %+v", j[0])
+	}
+}
+
+func (r *rig) healthJSON() string {
+	resp, err := http.Get(r.httpURL + "/api/health")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
