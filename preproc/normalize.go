@@ -25,6 +25,11 @@ func FitNormalization(values []float32, pLow, pHigh float64) (Normalization, err
 	if !(pLow >= 0 && pLow < pHigh && pHigh <= 100) {
 		return Normalization{}, fmt.Errorf("preproc: percentiles %v and %v", pLow, pHigh)
 	}
+	for i, v := range values { // the loader refuses them; a volume made otherwise may not
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return Normalization{}, fmt.Errorf("%w: voxel %d is %v", ErrBadValues, i, v)
+		}
+	}
 	t := OtsuThreshold(values)
 	t32 := float32(t) // numpy compares the float32 volume with the threshold in float32
 	hist := make([]int, 1<<16)
