@@ -125,6 +125,7 @@ model: $(VENV_STAMP)
 ## the DICOM receiver beside storescp and Orthanc (netdicom/bench_test.go).
 bench: setup
 	scripts/bench.sh
+	scripts/bench-daemon.sh
 	@[ -x /usr/sbin/Orthanc ] || { s=; [ "$$(id -u)" -eq 0 ] || s=sudo; \
 		DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -q --no-install-recommends orthanc; }
 	set -o pipefail; MIDLINE_BENCH=1 $(GO) test -count=1 -timeout 60m -v -run '^TestBenchReceivers$$' ./netdicom | grep -Ev '^(=== RUN|--- PASS|PASS$$|ok )'

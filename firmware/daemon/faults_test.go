@@ -60,20 +60,19 @@ func runChild(path string) int {
 
 // child is a daemon process.
 type child struct {
-	t    *testing.T
 	cmd  *exec.Cmd
 	done chan error
 }
 
-func startChild(t *testing.T, cfgPath string, cfg config.Config, log io.Writer) *child {
+func startChild(t testing.TB, cfgPath string, cfg config.Config, log io.Writer) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+cfgPath)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{t: t, cmd: cmd, done: make(chan error, 1)}
+	c := &child{cmd: cmd, done: make(chan error, 1)}
 	go func() { c.done <- cmd.Wait() }()
 	peers.WaitListening(t, cfg.DICOM.Listen)
 	return c
@@ -139,8 +138,7 @@ func variant(t *testing.T, dir string, round int) (string, string) {
 }
 
 // readJobs reads the job records from the state folder.
-func readJobs(t *testing.T, stateDir string) []Job {
-	t.Helper()
+func readJobs(stateDir string) []Job {
 	paths, _ := filepath.Glob(filepath.Join(stateDir, "jobs", "*.json"))
 	var out []Job
 	for _, p := range paths {
@@ -216,7 +214,7 @@ func TestKillNine(t *testing.T) {
 			}
 			// During inference: once this series' job is running.
 			waitFor(t, "the job to run", func() bool {
-				for _, j := range readJobs(t, cfg.StateDir) {
+				for _, j := range readJobs(cfg.StateDir) {
 					if j.SeriesUID == uid && (j.State == JobRunning || j.State == JobDone || j.State == JobFailed) {
 						return true
 					}
@@ -224,7 +222,7 @@ func TestKillNine(t *testing.T) {
 				return false
 			})
 			running := false
-			for _, j := range readJobs(t, cfg.StateDir) {
+			for _, j := range readJobs(cfg.StateDir) {
 				running = running || j.SeriesUID == uid && j.State == JobRunning
 			}
 			c.kill()
@@ -249,7 +247,7 @@ func TestKillNine(t *testing.T) {
 	waitFor(t, "every series processed and delivered", func() bool {
 		for _, uid := range series {
 			ok := false
-			for _, j := range readJobs(t, cfg.StateDir) {
+			for _, j := range readJobs(cfg.StateDir) {
 				if j.SeriesUID == uid && j.State == JobDone && len(j.SOPInstanceUIDs) == 14 && len(j.Deliveries) == 1 &&
 					j.Deliveries[0].State == netdicom.JobDone {
 					ok = true
@@ -268,7 +266,7 @@ func TestKillNine(t *testing.T) {
 	if err := c.terminate(); err != nil {
 		t.Fatalf("SIGTERM: the daemon exited with %v", err)
 	}
-	jobs := readJobs(t, cfg.StateDir)
+	jobs := readJobs(cfg.StateDir)
 	known := map[string]bool{}
 	for _, j := range jobs {
 		for _, dv := range j.Deliveries {

@@ -59,13 +59,14 @@ type Job struct {
 
 // DeliveryRecord is one destination's part of a job.
 type DeliveryRecord struct {
-	Destination string `json:"destination"`
-	OutboxJob   string `json:"outbox_job,omitempty"`
-	SOPUID      string `json:"sop_instance_uid,omitempty"`
-	RTStruct    string `json:"rtstruct,omitempty"`
-	Skipped     string `json:"skipped,omitempty"`
-	State       string `json:"state,omitempty"` // the outbox's: pending, done, dead
-	LastError   string `json:"last_error,omitempty"`
+	Destination string    `json:"destination"`
+	OutboxJob   string    `json:"outbox_job,omitempty"`
+	SOPUID      string    `json:"sop_instance_uid,omitempty"`
+	RTStruct    string    `json:"rtstruct,omitempty"`
+	Skipped     string    `json:"skipped,omitempty"`
+	State       string    `json:"state,omitempty"` // the outbox's: pending, done, dead
+	LastError   string    `json:"last_error,omitempty"`
+	Finished    time.Time `json:"finished,omitzero"` // when the outbox finished with it
 }
 
 // JobID is the id of a series' generation: the same release always maps to the same job, so a

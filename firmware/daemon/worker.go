@@ -218,7 +218,7 @@ func (d *Daemon) onSent(oj netdicom.Job) {
 			if dv.OutboxJob != oj.ID {
 				continue
 			}
-			j.Deliveries[i].State, j.Deliveries[i].LastError = oj.State, oj.LastError
+			j.Deliveries[i].State, j.Deliveries[i].LastError, j.Deliveries[i].Finished = oj.State, oj.LastError, oj.Finished
 			if err := d.jobs.put(&j); err != nil {
 				d.log.Error("daemon: delivery state not persisted", "job", j.ID, "err", err)
 			}
