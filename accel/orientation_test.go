@@ -142,9 +142,15 @@ func checkOrientationCase(t *testing.T, dir string, r *Runner, meta BundleMeta) 
 
 func sq(x float64) float64 { return x * x }
 
-// maskCentroid reads a phantom's ground-truth mask (NIfTI-1, uint8, indexed column, row, slice,
-// affine to RAS) and returns its centroid in LPS millimetres through the mask's own affine.
-func maskCentroid(t *testing.T, path string, v *preproc.Volume) ([3]float64, int) {
+// gtvMask is a phantom's ground-truth mask (NIfTI-1, uint8, indexed column, row, slice, so its
+// data are in the volume's voxel order) with its affine to RAS.
+type gtvMask struct {
+	dim  [3]int
+	srow [3][4]float64
+	data []uint8
+}
+
+func readMask(t *testing.T, path string, v *preproc.Volume) gtvMask {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -155,7 +161,7 @@ func maskCentroid(t *testing.T, path string, v *preproc.Volume) ([3]float64, int
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := io.ReadAll(io.LimitReader(zr, 64<<20))
+	b, err := io.ReadAll(io.LimitReader(zr, 256<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,31 +169,42 @@ func maskCentroid(t *testing.T, path string, v *preproc.Volume) ([3]float64, int
 	if len(b) < 352 || le.Uint32(b) != 348 || le.Uint16(b[70:]) != 2 {
 		t.Fatalf("%s: not a little-endian uint8 NIfTI-1 file", path)
 	}
-	var dim [3]int
-	for a := range dim {
-		dim[a] = int(le.Uint16(b[42+2*a:]))
+	var m gtvMask
+	for a := range m.dim {
+		m.dim[a] = int(le.Uint16(b[42+2*a:]))
 	}
-	if dim != [3]int{v.Cols, v.Rows, v.Slices()} {
-		t.Fatalf("%s: mask %v for a series of %s", path, dim, v.Geometry.String())
+	if m.dim != [3]int{v.Cols, v.Rows, v.Slices()} {
+		t.Fatalf("%s: mask %v for a series of %s", path, m.dim, v.Geometry.String())
 	}
-	var srow [3][4]float64
 	for r := range 3 {
 		for c := range 4 {
-			srow[r][c] = float64(math.Float32frombits(le.Uint32(b[280+16*r+4*c:])))
+			m.srow[r][c] = float64(math.Float32frombits(le.Uint32(b[280+16*r+4*c:])))
 		}
 	}
 	data := b[max(352, int(math.Float32frombits(le.Uint32(b[108:])))):]
+	if len(data) < len(v.Pixels) {
+		t.Fatalf("%s: %d data bytes", path, len(data))
+	}
+	m.data = data[:len(v.Pixels)]
+	return m
+}
+
+// maskCentroid returns the centroid of a phantom's ground-truth mask in LPS millimetres through
+// the mask's own affine, and its voxel count.
+func maskCentroid(t *testing.T, path string, v *preproc.Volume) ([3]float64, int) {
+	t.Helper()
+	m := readMask(t, path, v)
 	var sum [3]float64
 	n := 0
-	for i, x := range data[:dim[0]*dim[1]*dim[2]] {
+	for i, x := range m.data {
 		if x == 0 {
 			continue
 		}
-		idx := [4]float64{float64(i % dim[0]), float64(i / dim[0] % dim[1]), float64(i / (dim[0] * dim[1])), 1}
+		idx := [4]float64{float64(i % m.dim[0]), float64(i / m.dim[0] % m.dim[1]), float64(i / (m.dim[0] * m.dim[1])), 1}
 		for r := range 3 {
 			var ras float64
 			for c := range 4 {
-				ras += srow[r][c] * idx[c]
+				ras += m.srow[r][c] * idx[c]
 			}
 			if r < 2 {
 				ras = -ras // RAS to LPS
