@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -22,19 +21,6 @@ import (
 	"github.com/midline-rt/midline/preproc"
 )
 
-func toolchainPython(t *testing.T) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	py := filepath.Join(filepath.Dir(file), "..", "scripts", "model", ".venv", "bin", "python")
-	if _, err := os.Stat(py); err != nil {
-		if testenv.InCI() {
-			t.Fatalf("the model toolchain's venv is missing (make setup makes it): %v", err)
-		}
-		t.Skipf("no toolchain venv: %v", err)
-	}
-	return py
-}
-
 // TestCharacterSetsSurviveThePlanningSystemsView copies the Patient and Study attributes of
 // pydicom's public character-set test files (pydicom/data/charset_files, shipped in the pydicom
 // wheel; their provenance is pydicom's FileInfo.txt beside them) into RT Structure Sets: in the
@@ -42,7 +28,7 @@ func toolchainPython(t *testing.T) string {
 // and Latin-1 (ISO_IR 100) where that is safe, and has pydicom decode both sides: the names
 // must read the same, or the writer must refuse.
 func TestCharacterSetsSurviveThePlanningSystemsView(t *testing.T) {
-	py := toolchainPython(t)
+	py := testenv.ToolchainPython(t)
 	out, err := exec.Command(py, "-c", "import pydicom.data, os; print(os.path.dirname(pydicom.data.__file__))").Output()
 	if err != nil {
 		t.Fatal(err)

@@ -115,18 +115,7 @@ func Postprocess(g *preproc.Geometry, p Prob, midlineX float64, prm Params) (*Se
 					stack = append(stack, j)
 				}
 			}
-			if c > 0 {
-				visit(i - 1)
-			}
-			if c < g.Cols-1 {
-				visit(i + 1)
-			}
-			if r > 0 {
-				visit(i - g.Cols)
-			}
-			if r < g.Rows-1 {
-				visit(i + g.Cols)
-			}
+			inPlane(i, r, c, g.Rows, g.Cols, visit)
 			if k > 0 {
 				visit(i - plane)
 			}
@@ -194,25 +183,30 @@ func (m *Mask) fillHoles() {
 		for len(stack) > 0 {
 			i := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
-			r, c := i/m.Cols, i%m.Cols
-			if c > 0 {
-				push(i - 1)
-			}
-			if c < m.Cols-1 {
-				push(i + 1)
-			}
-			if r > 0 {
-				push(i - m.Cols)
-			}
-			if r < m.Rows-1 {
-				push(i + m.Cols)
-			}
+			inPlane(i, i/m.Cols, i%m.Cols, m.Rows, m.Cols, push)
 		}
 		for i := range in {
 			if !outside[i] {
 				in[i] = true
 			}
 		}
+	}
+}
+
+// inPlane calls visit with the in-plane neighbours sharing an edge with pixel i = (r, c) of a
+// rows x cols slice.
+func inPlane(i, r, c, rows, cols int, visit func(int)) {
+	if c > 0 {
+		visit(i - 1)
+	}
+	if c < cols-1 {
+		visit(i + 1)
+	}
+	if r > 0 {
+		visit(i - cols)
+	}
+	if r < rows-1 {
+		visit(i + cols)
 	}
 }
 

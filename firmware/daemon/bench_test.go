@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/midline-rt/midline/firmware/config"
 	"github.com/midline-rt/midline/internal/peers"
 	"github.com/midline-rt/midline/internal/testenv"
 	"github.com/midline-rt/midline/netdicom"
@@ -97,20 +95,7 @@ func benchStudy(b *testing.B, study string) {
 	broker := peers.Mosquitto(b)
 	sub := subscribeStamped(b, broker)
 	scp := peers.StartStorescp(b, "PLANNING", 0)
-	cfg := config.Default()
-	cfg.DeviceID, cfg.Site, cfg.StateDir = "bench-box", "bench", b.TempDir()
-	cfg.DICOM.Listen = fmt.Sprintf("127.0.0.1:%d", peers.FreePort(b))
-	cfg.DICOM.SeriesTimeout, cfg.DICOM.DiskLowWatermark = 5*time.Second, 0
-	cfg.Destinations = []config.Destination{{Name: "planning", AETitle: "PLANNING", Host: "127.0.0.1", Port: scp.Port, Profile: config.DefaultProfile()}}
-	cfg.Engine.Threads, cfg.Models.Dir = 2, filepath.Join(root(), "models")
-	cfg.MQTT.Broker, cfg.HTTP.Listen, cfg.Board.Profile = broker.URL(), "", "sim"
-	if err := cfg.Validate(); err != nil {
-		b.Fatal(err)
-	}
-	raw, _ := json.Marshal(cfg)
-	cfgPath := filepath.Join(b.TempDir(), "config.json")
-	os.WriteFile(cfgPath, raw, 0o600)
-	logf, _ := os.Create(filepath.Join(b.TempDir(), "daemon.log"))
+	cfg, cfgPath, logf := childSetup(b, "bench-box", "bench", broker, scp, 2)
 	defer logf.Close()
 	c := startChild(b, cfgPath, cfg, logf)
 	if out, err := peers.Storescu(b, "MIDLINE", cfg.DICOM.Listen, study); err != nil {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -17,14 +16,10 @@ import (
 	"github.com/midline-rt/midline/contour"
 	"github.com/midline-rt/midline/firmware/config"
 	"github.com/midline-rt/midline/internal/peers"
+	"github.com/midline-rt/midline/internal/testenv"
 )
 
-func root() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-func seed4() string { return filepath.Join(root(), "testdata", "phantom", "seed4") }
+func seed4() string { return filepath.Join(testenv.Root(), "testdata", "phantom", "seed4") }
 
 // rig is a daemon under test with its real peers: mosquitto with a mosquitto_sub on every
 // topic, a storescp as the planning system.
@@ -70,7 +65,7 @@ func newRigWith(t *testing.T, edit func(*config.Config), o Options, persistentBr
 	cfg.Destinations = []config.Destination{{Name: "planning", AETitle: "PLANNING", Host: "127.0.0.1", Port: r.scp.Port,
 		Profile: config.DefaultProfile()}}
 	cfg.Engine.Threads = 1
-	cfg.Models.Dir = filepath.Join(root(), "models")
+	cfg.Models.Dir = filepath.Join(testenv.Root(), "models")
 	cfg.MQTT.Broker = r.broker.URL()
 	cfg.MQTT.HealthInterval = time.Second
 	cfg.HTTP.Listen = fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))

@@ -78,6 +78,32 @@ func startChild(t testing.TB, cfgPath string, cfg config.Config, log io.Writer) 
 	return c
 }
 
+// childSetup writes the configuration of a daemon child process (like the demo's, with its
+// peers) and opens its log file.
+func childSetup(t testing.TB, device, site string, broker *peers.Broker, scp *peers.Storescp, threads int) (config.Config, string, *os.File) {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DeviceID, cfg.Site, cfg.StateDir = device, site, t.TempDir()
+	cfg.DICOM.Listen = fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))
+	cfg.DICOM.SeriesTimeout, cfg.DICOM.DiskLowWatermark = 2*time.Second, 0
+	cfg.Destinations = []config.Destination{{Name: "planning", AETitle: scp.AET, Host: "127.0.0.1", Port: scp.Port, Profile: config.DefaultProfile()}}
+	cfg.Engine.Threads, cfg.Models.Dir = threads, filepath.Join(testenv.Root(), "models")
+	cfg.MQTT.Broker, cfg.HTTP.Listen, cfg.Board.Profile = broker.URL(), "", "sim"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(cfg)
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(t.TempDir(), "daemon.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, path, logf
+}
+
 func (c *child) kill() {
 	c.cmd.Process.Kill()
 	<-c.done
@@ -165,20 +191,7 @@ func TestKillNine(t *testing.T) {
 	broker := peers.Mosquitto(t)
 	sub := peers.Subscribe(t, broker, "midline/#")
 	scp := peers.StartStorescp(t, "PLANNING", 0)
-	cfg := config.Default()
-	cfg.DeviceID, cfg.Site, cfg.StateDir = "kill-box", "test-site", t.TempDir()
-	cfg.DICOM.Listen = fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))
-	cfg.DICOM.SeriesTimeout, cfg.DICOM.DiskLowWatermark = 2*time.Second, 0
-	cfg.Destinations = []config.Destination{{Name: "planning", AETitle: "PLANNING", Host: "127.0.0.1", Port: scp.Port, Profile: config.DefaultProfile()}}
-	cfg.Engine.Threads, cfg.Models.Dir = 1, filepath.Join(root(), "models")
-	cfg.MQTT.Broker, cfg.HTTP.Listen, cfg.Board.Profile = broker.URL(), "", "sim"
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(cfg)
-	cfgPath := filepath.Join(t.TempDir(), "config.json")
-	os.WriteFile(cfgPath, b, 0o600)
-	logf, _ := os.Create(filepath.Join(t.TempDir(), "daemon.log"))
+	cfg, cfgPath, logf := childSetup(t, "kill-box", "test-site", broker, scp, 1)
 	defer logf.Close()
 
 	work := t.TempDir()

@@ -2,12 +2,9 @@ package pipeline
 
 import (
 	"context"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,40 +13,10 @@ import (
 	"github.com/midline-rt/midline/accel"
 	"github.com/midline-rt/midline/contour"
 	"github.com/midline-rt/midline/firmware/config"
+	"github.com/midline-rt/midline/internal/peers"
 	"github.com/midline-rt/midline/internal/testenv"
 	"github.com/midline-rt/midline/netdicom"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startStorescp runs dcmtk's storescp as a planning system would: it writes what it receives
-// into dir, one file per instance, named by modality and SOP Instance UID.
-func startStorescp(t *testing.T, dir string, port int) {
-	t.Helper()
-	path := testenv.Require(t, "storescp")
-	cmd := exec.Command(path, "-aet", "PLANNING", "-od", dir, strconv.Itoa(port))
-	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for range 200 {
-		if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatal("storescp does not listen")
-}
 
 // TestDeliveryToPlanningSystems sends the seed 4 T2 result through the DICOM outbox to three
 // destinations: dcmtk's storescp forwarding images (the MR instances must arrive before the
@@ -57,19 +24,18 @@ func startStorescp(t *testing.T, dir string, port int) {
 // while the others proceed), and a clinical destination (refused: the shipped models are not
 // for clinical use). A re-render of the same result repeats its SOP Instance UID.
 func TestDeliveryToPlanningSystems(t *testing.T) {
-	m, err := OpenModel(context.Background(), filepath.Join(root(), "models", "dmg-t2"), accel.Options{Threads: 1})
+	m, err := OpenModel(context.Background(), filepath.Join(testenv.Root(), "models", "dmg-t2"), accel.Options{Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	paths := seriesPaths(t, filepath.Join(root(), "testdata", "phantom", "seed4", "T2"))
+	paths := seriesPaths(t, filepath.Join(testenv.Root(), "testdata", "phantom", "seed4", "T2"))
 	res, err := Run(context.Background(), m, paths, Settings{DeviceID: "test", FirmwareVersion: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	recv := t.TempDir()
-	up, down := freePort(t), freePort(t)
-	startStorescp(t, recv, up)
+	scp := peers.StartStorescp(t, "PLANNING", 0)
+	recv, up, down := scp.Dir, scp.Port, peers.FreePort(t)
 	dests := []config.Destination{
 		{Name: "planning", AETitle: "PLANNING", Host: "127.0.0.1", Port: up, ForwardImages: true},
 		{Name: "down", AETitle: "NOBODY", Host: "127.0.0.1", Port: down},

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -18,11 +17,6 @@ import (
 	"github.com/midline-rt/midline/internal/maskio"
 	"github.com/midline-rt/midline/internal/testenv"
 )
-
-func root() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
 
 func seriesPaths(t *testing.T, dir string) []string {
 	t.Helper()
@@ -49,7 +43,7 @@ type seed4Reference map[string]json.RawMessage
 // within 0.01.
 func TestSeed4RTStructMatchesToolchain(t *testing.T) {
 	plastimatch := testenv.Require(t, "plastimatch")
-	study := filepath.Join(root(), "testdata", "phantom", "seed4")
+	study := filepath.Join(testenv.Root(), "testdata", "phantom", "seed4")
 	var st seed4Study
 	var ref seed4Reference
 	readJSON(t, filepath.Join(study, "study.json"), &st)
@@ -63,7 +57,7 @@ func TestSeed4RTStructMatchesToolchain(t *testing.T) {
 			if err := json.Unmarshal(ref[seq], &want); err != nil {
 				t.Fatalf("reference.json %s: %v", seq, err)
 			}
-			m, err := OpenModel(context.Background(), filepath.Join(root(), "models", "dmg-"+strings.ToLower(seq)), accel.Options{Threads: 1})
+			m, err := OpenModel(context.Background(), filepath.Join(testenv.Root(), "models", "dmg-"+strings.ToLower(seq)), accel.Options{Threads: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,15 +133,9 @@ func TestSeed4RTStructMatchesToolchain(t *testing.T) {
 // slice may be missing or extra.
 func checkWithRTUtils(t *testing.T, series, rtstruct string, res *Result, rd *Rendered, roi string) {
 	t.Helper()
-	py := filepath.Join(root(), "scripts", "model", ".venv", "bin", "python")
-	if _, err := os.Stat(py); err != nil {
-		if testenv.InCI() {
-			t.Fatalf("the model toolchain's venv is missing (make setup makes it): %v", err)
-		}
-		t.Skipf("no toolchain venv: %v", err)
-	}
+	py := testenv.ToolchainPython(t)
 	cmd := exec.Command(py, "-m", "midline_model.rtcheck", "--series", series, "--rtstruct", rtstruct)
-	cmd.Dir = filepath.Join(root(), "scripts", "model")
+	cmd.Dir = filepath.Join(testenv.Root(), "scripts", "model")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("rtcheck: %v\n%s", err, out)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -60,4 +61,24 @@ func require(t TB, program string, ci bool, look func(string) (string, error)) s
 		t.Skipf("%s is missing (%v); run `%s` to install it", program, err, SetupTarget)
 	}
 	return ""
+}
+
+// Root is the repository's root folder (tests use its testdata, models and toolchain).
+func Root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// ToolchainPython returns the model toolchain's venv interpreter, which `make setup` makes;
+// missing, the test fails in CI and is skipped elsewhere.
+func ToolchainPython(t TB) string {
+	t.Helper()
+	py := filepath.Join(Root(), "scripts", "model", ".venv", "bin", "python")
+	if _, err := os.Stat(py); err != nil {
+		if InCI() {
+			t.Fatalf("the model toolchain's venv is missing (CI=true): %v; `%s` makes it", err, SetupTarget)
+		}
+		t.Skipf("the model toolchain's venv is missing (%v); run `%s`", err, SetupTarget)
+	}
+	return py
 }
