@@ -105,9 +105,9 @@ func checkDelivery(t *testing.T, lines []string, ids []string) {
 	}
 }
 
-func allSeen(s *subscriber, ids []string) func() bool {
+func allSeen(lines func() []string, ids []string) func() bool {
 	return func() bool {
-		got := strings.Join(s.received(), "\n")
+		got := strings.Join(lines(), "\n")
 		for _, id := range ids {
 			if !strings.Contains(got, `"`+id+`"`) {
 				return false
@@ -122,7 +122,7 @@ func TestPublishesInOrder(t *testing.T) {
 	sub := subscribe(t, b, "midline/#")
 	h := runClient(t, "tcp://"+b.addr(), t.TempDir())
 	ids := enqueue(t, h.c, 0, 20)
-	waitUntil(t, "all messages at mosquitto_sub", allSeen(sub, ids))
+	waitUntil(t, "all messages at mosquitto_sub", allSeen(sub.received, ids))
 	checkDelivery(t, sub.received(), ids)
 	waitUntil(t, "outbox empty", func() bool { n, _ := h.ob.Len(); return n == 0 })
 	if s := h.c.Stats(); !s.Connected || s.Delivered != 20 {
@@ -149,7 +149,7 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 	sub := subscribe(t, b, "midline/#")
 	h := runClient(t, p.url(), t.TempDir())
 	before := enqueue(t, h.c, 0, 10)
-	waitUntil(t, "first batch", allSeen(sub, before))
+	waitUntil(t, "first batch", allSeen(sub.received, before))
 	lines := sub.received()
 
 	// The broker dies while the client publishes; the second batch is queued during the
@@ -173,7 +173,7 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 	after := enqueue(t, h.c, 30, 5)
 	all := append(append(append([]string{}, before...), during...), after...)
 	waitUntil(t, "every message after the outage", func() bool {
-		return allSeen(&subscriber{lines: append(append([]string{}, lines...), sub2.received()...)}, all)()
+		return allSeen(func() []string { return append(append([]string{}, lines...), sub2.received()...) }, all)()
 	})
 	checkDelivery(t, append(lines, sub2.received()...), all)
 	if s := h.c.Stats(); s.Reconnects < 1 || s.LastError == "" {
@@ -200,7 +200,7 @@ func TestRestartRedeliversPending(t *testing.T) {
 	}
 	more := enqueue(t, h2.c, 8, 2)
 	all := append(ids, more...)
-	waitUntil(t, "pending messages after the restart", allSeen(sub, all))
+	waitUntil(t, "pending messages after the restart", allSeen(sub.received, all))
 	checkDelivery(t, sub.received(), all)
 }
 
@@ -259,7 +259,7 @@ func TestOTACommandsAndState(t *testing.T) {
 
 func mosquittoPub(t *testing.T, b *broker, topic, msg string) {
 	t.Helper()
-	if out, err := execCommand("mosquitto_pub", "-h", "127.0.0.1", "-p", fmt.Sprint(b.port), "-q", "1", "-t", topic, "-m", msg); err != nil {
+	if out, err := execCommand("mosquitto_pub", "-h", "127.0.0.1", "-p", fmt.Sprint(b.Port), "-q", "1", "-t", topic, "-m", msg); err != nil {
 		t.Fatalf("mosquitto_pub: %v: %s", err, out)
 	}
 }

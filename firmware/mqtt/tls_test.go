@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/midline-rt/midline/internal/peers"
 )
 
 // TestTLSWithClientCertificate connects to mosquitto's TLS listener that demands a client
@@ -23,10 +25,8 @@ func TestTLSWithClientCertificate(t *testing.T) {
 	ca, caKey := writeCert(t, dir, "ca", nil, nil)
 	writeCert(t, dir, "server", ca, caKey)
 	writeCert(t, dir, "client", ca, caKey)
-	tlsPort := freePort(t)
-	// "user root": mosquitto started as root drops to its own user, which cannot read the
-	// test's private folder; as any other user the line does nothing.
-	b := startBrokerWith(t, fmt.Sprintf("user root\nlistener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n",
+	tlsPort := peers.FreePort(t)
+	b := startBrokerWith(t, fmt.Sprintf("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n",
 		tlsPort, filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")))
 	sub := subscribe(t, b, "midline/#")
 
@@ -46,7 +46,7 @@ func TestTLSWithClientCertificate(t *testing.T) {
 	if err := c.Event(payload("box-1:tls")); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "event over TLS", allSeen(sub, []string{"box-1:tls"}))
+	waitUntil(t, "event over TLS", allSeen(sub.received, []string{"box-1:tls"}))
 
 	if _, err := New(Options{Broker: "mqtts://127.0.0.1:1", DeviceID: "d", Outbox: ob, CA: filepath.Join(dir, "server.key")}); err == nil {
 		t.Error("a CA file without a certificate was accepted")

@@ -120,13 +120,16 @@ type Broker struct {
 func (b *Broker) URL() string { return "tcp://127.0.0.1:" + strconv.Itoa(b.Port) }
 
 // Mosquitto starts a broker without persistence, anonymous, on a free port.
-func Mosquitto(t testing.TB) *Broker { t.Helper(); return mosquitto(t, false) }
+func Mosquitto(t testing.TB) *Broker { t.Helper(); return mosquitto(t, false, "") }
+
+// MosquittoWith also appends extra configuration lines (a second listener, for TLS).
+func MosquittoWith(t testing.TB, extra string) *Broker { t.Helper(); return mosquitto(t, false, extra) }
 
 // PersistentMosquitto keeps sessions and queued messages across a clean stop (Terminate) and a
 // start, so a subscriber with a persistent session misses nothing while the broker is away.
-func PersistentMosquitto(t testing.TB) *Broker { t.Helper(); return mosquitto(t, true) }
+func PersistentMosquitto(t testing.TB) *Broker { t.Helper(); return mosquitto(t, true, "") }
 
-func mosquitto(t testing.TB, persistent bool) *Broker {
+func mosquitto(t testing.TB, persistent bool, extra string) *Broker {
 	t.Helper()
 	bin := testenv.Require(t, "mosquitto")
 	port := FreePort(t)
@@ -136,7 +139,9 @@ func mosquitto(t testing.TB, persistent bool) *Broker {
 	if persistent {
 		persist = fmt.Sprintf("persistence true\npersistence_location %s/\nautosave_interval 1\n", dir)
 	}
-	text := fmt.Sprintf("%sallow_anonymous true\nlog_dest none\nlistener %d 127.0.0.1\n", persist, port)
+	// "user root": mosquitto started as root otherwise drops to its own user, which cannot read
+	// or write the test's private folders; as any other user the line does nothing.
+	text := fmt.Sprintf("user root\n%sallow_anonymous true\nlog_dest none\nlistener %d 127.0.0.1\n%s", persist, port, extra)
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +152,18 @@ func mosquitto(t testing.TB, persistent bool) *Broker {
 type Subscriber struct {
 	mu    sync.Mutex
 	lines []string
+	cmd   *exec.Cmd
+	done  chan struct{}
+	once  sync.Once
+}
+
+// Stop ends mosquitto_sub; the lines received so far stay readable.
+func (s *Subscriber) Stop() {
+	s.once.Do(func() {
+		s.cmd.Process.Kill()
+		<-s.done
+		s.cmd.Wait()
+	})
 }
 
 // Subscribe runs mosquitto_sub on topic (QoS 1) and returns once its subscription is in place.
@@ -166,7 +183,7 @@ func subscribe(t testing.TB, b *Broker, topic string, extra []string) *Subscribe
 	t.Helper()
 	bin := testenv.Require(t, "mosquitto_sub")
 	pub := testenv.Require(t, "mosquitto_pub")
-	s := &Subscriber{}
+	s := &Subscriber{done: make(chan struct{})}
 	args := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(b.Port), "-q", "1", "-v", "-t", topic, "-t", "peers-probe/#",
 		"-i", fmt.Sprintf("peers-sub-%d", time.Now().UnixNano())}, extra...)
 	cmd := exec.Command(bin, args...)
@@ -177,9 +194,9 @@ func subscribe(t testing.TB, b *Broker, topic string, extra []string) *Subscribe
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
+	s.cmd = cmd
 	go func() {
-		defer close(done)
+		defer close(s.done)
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 1<<20), 16<<20)
 		for sc.Scan() {
@@ -188,7 +205,7 @@ func subscribe(t testing.TB, b *Broker, topic string, extra []string) *Subscribe
 			s.mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); <-done })
+	t.Cleanup(s.Stop)
 	deadline := time.Now().Add(Patience)
 	for i := 0; time.Now().Before(deadline); i++ {
 		probe := "probe-" + strconv.Itoa(i)
