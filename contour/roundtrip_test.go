@@ -318,3 +318,70 @@ func TestEmptyStructureSetIsValid(t *testing.T) {
 		t.Fatalf("dciodvfy:\n%s", out)
 	}
 }
+
+// TestMultiFrameReferencesAndDumpers: contours on an Enhanced MR (multi-frame) source name their
+// frame (ReferencedFrameNumber) in every image reference; dcmdump and drtdump read the file and
+// dciodvfy finds no error.
+func TestMultiFrameReferencesAndDumpers(t *testing.T) {
+	dcmdump := testenv.Require(t, "dcmdump")
+	drtdump := testenv.Require(t, "drtdump")
+	dciodvfy := testenv.Require(t, "dciodvfy")
+	dir := t.TempDir()
+	paths, err := synthmr.Write(dir, synthmr.Spec{Rows: 32, Cols: 32, Slices: 4, Spacing: [2]float64{1, 1}, IOP: [6]float64{1, 0, 0, 0, 1, 0}, Step: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := preproc.LoadSeries(context.Background(), paths, preproc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Present the same geometry as one Enhanced MR instance of four frames.
+	v.Header.SOPClassUID = enhancedMRImageStorage
+	for k := range v.SOPInstanceUIDs {
+		v.SOPInstanceUIDs[k] = "2.25.4242"
+	}
+	v.Frames = []int{1, 2, 3, 4}
+	p := make([]float32, len(v.Pixels))
+	centre := v.Patient(1, 15.5, 15.5)
+	for i := range p {
+		k, r, c := i/(32*32), (i%(32*32))/32, i%32
+		q := v.Patient(k, float64(r), float64(c))
+		p[i] = float32(ball(centre[0], centre[1], centre[2], 5)(q))
+	}
+	seg, err := Postprocess(&v.Geometry, Float32s(p), centre[0], Params{Threshold: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := Trace(v, Float32s(p), seg.GTV, 0.5, TraceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := &StructureSet{Source: v, Revision: 1, Created: time.Unix(0, 0).UTC(), UIDs: DeriveUIDs(UIDInputs{SourceSOPInstanceUIDs: v.SOPInstanceUIDs}),
+		ROIs: []ROIData{{Number: 1, Name: "GTV_T1C_AI", InterpretedType: "GTV", Color: [3]uint8{1, 2, 3}, Slices: sl}},
+		Prov: Provenance{DeviceID: "t", ModelName: "m", ModelVersion: "0"}}
+	var b bytes.Buffer
+	if err := WriteRTStruct(&b, ss); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "rs.dcm")
+	os.WriteFile(f, b.Bytes(), 0o644)
+	dump, err := exec.Command(dcmdump, f).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dcmdump: %v\n%s", err, dump)
+	}
+	// Every slice in the referenced frame of reference, and every contour's image, by frame.
+	if n := strings.Count(string(dump), "ReferencedFrameNumber"); n != 4+len(sl) {
+		t.Fatalf("%d ReferencedFrameNumber elements, want %d", n, 4+len(sl))
+	}
+	for _, k := range []string{"[1]", "[2]", "[3]", "[4]"} {
+		if !strings.Contains(string(dump), "IS "+k) {
+			t.Fatalf("no frame %s referenced:\n%s", k, dump)
+		}
+	}
+	if out, err := exec.Command(drtdump, f).CombinedOutput(); err != nil || !strings.Contains(string(out), "RT Structure Set") {
+		t.Fatalf("drtdump: %v\n%s", err, out)
+	}
+	if out, _ := exec.Command(dciodvfy, f).CombinedOutput(); strings.Contains(string(out), "Error") {
+		t.Fatalf("dciodvfy:\n%s", out)
+	}
+}
