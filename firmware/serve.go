@@ -15,8 +15,8 @@ import (
 )
 
 // runServe is the product: the daemon, configured by one YAML file. SIGTERM and SIGINT stop it
-// in order (exit 0); SIGHUP re-reads the file and reports what would change (the reload of
-// live settings comes with the settings that can change without a restart).
+// in order (exit 0); SIGHUP re-reads the file, applies what can change while running (selection,
+// classification, destination profiles) and logs what needs a restart.
 func runServe(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fl.SetOutput(stderr)
@@ -46,22 +46,28 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		for range hup {
-			if _, err := config.Load(*path); err != nil {
-				log.Error("midline serve: SIGHUP: configuration has errors; keeping the running one", "err", err)
-				continue
-			}
-			log.Warn("midline serve: SIGHUP: configuration is valid; restart the service to apply it")
-		}
-	}()
 	d, err := daemon.New(ctx, cfg, daemon.Options{Version: version, Commit: commit, Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "midline serve: %v\n", err)
 		return 1
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			next, err := config.Load(*path)
+			if err == nil {
+				var applied, restart []string
+				applied, restart, err = d.Reload(next)
+				if err == nil {
+					log.Info("midline serve: SIGHUP: configuration reloaded", "applied", applied, "need_restart", restart)
+					continue
+				}
+			}
+			log.Error("midline serve: SIGHUP: configuration has errors; keeping the running one", "err", err)
+		}
+	}()
 	if err := d.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "midline serve: %v\n", err)
 		return 1

@@ -55,7 +55,6 @@ type Daemon struct {
 	mq       *mqtt.Client // nil when MQTT is off
 	board    *board.Board
 	models   map[string]*pipeline.Model // by sequence (T2, FLAIR, T1C)
-	classify *preproc.Classifier
 	metrics  *metrics
 
 	// deliverMu orders the worker's recording of a job's deliveries against the outbox's
@@ -63,6 +62,7 @@ type Daemon struct {
 	deliverMu sync.Mutex
 
 	mu          sync.Mutex
+	cur         live    // what SIGHUP may change
 	events      []Event // the most recent, newest last, for the status page
 	lastLatency time.Duration
 	alarms      map[string]string // id -> text
@@ -92,9 +92,11 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Daemon, error) {
 	if d.jobs, err = openJobStore(filepath.Join(cfg.StateDir, "jobs")); err != nil {
 		return nil, fmt.Errorf("daemon: jobs: %w", err)
 	}
-	if d.classify, err = preproc.NewClassifier(cfg.Classification); err != nil {
+	cl, err := preproc.NewClassifier(cfg.Classification)
+	if err != nil {
 		return nil, err
 	}
+	d.cur = live{selection: cfg.Selection, classify: cl, destinations: cfg.Destinations}
 	if err := d.openModels(ctx); err != nil {
 		return nil, err
 	}

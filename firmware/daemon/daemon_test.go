@@ -262,3 +262,57 @@ func checkNoPatientData(t *testing.T, lines []string) {
 	}
 	t.Logf("%d MQTT messages checked against %d patient attributes", len(lines), len(needles))
 }
+
+// TestReloadAppliesSelection: SIGHUP's Reload takes new selection rules at once (a study out of
+// scope is recorded and skipped with its reason) and names what needs a restart.
+func TestReloadAppliesSelection(t *testing.T) {
+	r := newRig(t, nil)
+	next := r.cfg
+	next.Selection = []config.Selection{{StudyDescription: "^HEAD AND NECK$"}}
+	next.DICOM.MaxAssociations = 2
+	applied, restart, err := r.d.Reload(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(applied, ",") != "selection" || strings.Join(restart, ",") != "dicom" {
+		t.Fatalf("applied %v, restart %v", applied, restart)
+	}
+	if out, err := peers.Storescu(t, "MIDLINE", r.dicom, filepath.Join(seed4(), "T2")); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	j := r.waitJobs(1)[0]
+	if j.State != JobSkipped || !strings.Contains(j.Reason, "out of scope: selection[0]: study description does not match") {
+		t.Fatalf("job after reload: %+v", j)
+	}
+	bad := next
+	bad.DeviceID = "no spaces allowed"
+	if _, _, err := r.d.Reload(bad); err == nil {
+		t.Fatal("an invalid configuration was applied")
+	}
+}
+
+// TestPruneKeepsRecentJobs: finished jobs older than retention.results go with their results;
+// recent and unfinished ones stay.
+func TestPruneKeepsRecentJobs(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openJobStore(filepath.Join(dir, "jobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Daemon{cfg: config.Config{StateDir: dir, Retention: config.Retention{Results: time.Hour}}, jobs: s, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	old, recent, queued := time.Now().Add(-2*time.Hour), time.Now().Add(-time.Minute), time.Now().Add(-3*time.Hour)
+	for _, j := range []Job{{ID: "old", State: JobDone, Finished: old}, {ID: "recent", State: JobDone, Finished: recent}, {ID: "waiting", State: JobQueued, Received: queued}} {
+		os.MkdirAll(filepath.Join(dir, "results", j.ID), 0o750)
+		if err := s.put(&j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.prune()
+	for id, want := range map[string]bool{"old": false, "recent": true, "waiting": true} {
+		_, inStore := s.get(id)
+		_, err := os.Stat(filepath.Join(dir, "results", id))
+		if inStore != want || (err == nil) != want {
+			t.Fatalf("%s: kept %v (results folder error %v), want %v", id, inStore, err, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -138,8 +139,12 @@ func (d *Daemon) healthLoop(ctx context.Context) {
 	}
 	t := time.NewTicker(min(every, 5*time.Second))
 	defer t.Stop()
-	last := time.Time{}
+	last, pruned := time.Time{}, time.Time{}
 	for {
+		if time.Since(pruned) >= time.Hour {
+			pruned = time.Now()
+			d.prune()
+		}
 		if wm := uint64(d.cfg.DICOM.DiskLowWatermark); wm > 0 {
 			if free := d.diskFree(); free < wm {
 				d.setAlarm("disk", "state folder below its free-space watermark: new instances are refused (0xA700)")
@@ -219,4 +224,31 @@ func statfsFree(path string) (uint64, error) {
 func (d *Daemon) diskFree() uint64 {
 	n, _ := d.opts.DiskFree(d.cfg.StateDir)
 	return n
+}
+
+// prune removes finished jobs older than retention.results with their result folders (the
+// spool's own retention removes the instances). 0 keeps everything.
+func (d *Daemon) prune() {
+	keep := d.cfg.Retention.Results
+	if keep <= 0 {
+		return
+	}
+	n := 0
+	for _, j := range d.jobs.list() {
+		if j.State == JobQueued || j.State == JobRunning || j.Finished.IsZero() || time.Since(j.Finished) < keep {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(d.cfg.StateDir, "results", j.ID)); err != nil {
+			d.log.Error("daemon: prune results", "job", j.ID, "err", err)
+			continue
+		}
+		if err := d.jobs.remove(j.ID); err != nil {
+			d.log.Error("daemon: prune job", "job", j.ID, "err", err)
+			continue
+		}
+		n++
+	}
+	if n > 0 {
+		d.log.Info("daemon: pruned finished jobs past retention.results", "jobs", n, "retention", keep)
+	}
 }

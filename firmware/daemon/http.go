@@ -199,7 +199,7 @@ func (d *Daemon) Resend(id, dest string) (netdicom.Job, error) {
 		return netdicom.Job{}, fmt.Errorf("%w: job %s has no structure set for %q (rerun it after changing the destinations)", errConflict, id, dest)
 	}
 	files := []string{j.Deliveries[i].RTStruct}
-	for _, cd := range d.cfg.Destinations {
+	for _, cd := range d.live().destinations {
 		if cd.Name == dest && cd.ForwardImages {
 			files = append(slices.Clone(j.Paths), files...)
 		}

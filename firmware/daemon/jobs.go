@@ -151,6 +151,17 @@ func (s *jobStore) signal() {
 	}
 }
 
+// remove forgets a job and deletes its record.
+func (s *jobStore) remove(id string) error {
+	s.mu.Lock()
+	delete(s.jobs, id)
+	s.mu.Unlock()
+	if err := os.Remove(filepath.Join(s.dir, id+".json")); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return atomicfile.SyncDir(s.dir)
+}
+
 // get returns a copy of a job.
 func (s *jobStore) get(id string) (Job, bool) {
 	s.mu.Lock()

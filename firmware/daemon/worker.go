@@ -110,10 +110,11 @@ func (d *Daemon) process(ctx context.Context, j *Job) (string, string) {
 		return JobFailed, fmt.Sprintf("unreadable instance: %v", err)
 	}
 	j.StudyUID = hdr.StudyInstanceUID
-	if ok, why := selected(d.cfg.Selection, d.cfg.DICOM.AETitle, studyFactsOf(hdr)); !ok {
+	cur := d.live()
+	if ok, why := selected(cur.selection, d.cfg.DICOM.AETitle, studyFactsOf(hdr)); !ok {
 		return JobSkipped, "out of scope: " + why
 	}
-	cl := d.classify.Classify(hdr.Acquisition)
+	cl := cur.classify.Classify(hdr.Acquisition)
 	j.Sequence, j.Flags = string(cl.Label), cl.Flags
 	if cl.Unfit || cl.Label == preproc.Unknown {
 		return JobSkipped, fmt.Sprintf("not contoured: %s", cl.Reason)
@@ -125,7 +126,7 @@ func (d *Daemon) process(ctx context.Context, j *Job) (string, string) {
 	j.Model = m.Bundle.Meta.Name + " " + m.Bundle.Meta.Version
 	d.board.Indicate(board.LEDInferring, true)
 	res, err := pipeline.Run(ctx, m, j.Paths, pipeline.Settings{DeviceID: d.cfg.DeviceID, FirmwareVersion: d.opts.Version,
-		FirmwareCommit: d.opts.Commit, Classifier: d.classify})
+		FirmwareCommit: d.opts.Commit, Classifier: cur.classify})
 	d.board.Indicate(board.LEDInferring, false)
 	if err != nil {
 		if errors.Is(err, pipeline.ErrWrongSequence) {
@@ -147,7 +148,7 @@ func (d *Daemon) process(ctx context.Context, j *Job) (string, string) {
 	}
 	j.Tiles = res.Tiles.TilesRun
 	d.deliverMu.Lock()
-	ds, err := res.Deliver(d.outbox, d.cfg.Destinations, filepath.Join(dir, "to"), j.Paths, j.Generation)
+	ds, err := res.Deliver(d.outbox, cur.destinations, filepath.Join(dir, "to"), j.Paths, j.Generation)
 	if err != nil {
 		d.deliverMu.Unlock()
 		return JobFailed, fmt.Sprintf("queueing for the destinations: %v", err)
