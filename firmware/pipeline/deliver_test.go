@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"context"
+	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/midline-rt/midline/contour"
 	"github.com/midline-rt/midline/firmware/config"
 	"github.com/midline-rt/midline/internal/peers"
+	"github.com/midline-rt/midline/internal/synthmr"
 	"github.com/midline-rt/midline/internal/testenv"
 	"github.com/midline-rt/midline/netdicom"
 )
@@ -157,5 +160,58 @@ func TestDeliveryToPlanningSystems(t *testing.T) {
 	}
 	if next.Structure.UIDs.SOPInstanceUID == byDest["planning"].SOPUID || next.Structure.Label() != "AI_DRAFT v2" {
 		t.Fatalf("a superseding result: UID %s, label %q", next.Structure.UIDs.SOPInstanceUID, next.Structure.Label())
+	}
+}
+
+// TestEmptyResult: a series without a lesion sends no structure set by default (the delivery
+// says why), and one with an empty ROI to a destination whose profile asks for it.
+func TestEmptyResult(t *testing.T) {
+	m, err := OpenModel(context.Background(), filepath.Join(testenv.Root(), "models", "dmg-t2"), accel.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	dir := t.TempDir()
+	// A smooth synthetic head-sized blob without any lesion, labelled T2 by its headers.
+	paths, err := synthmr.Write(dir, synthmr.Spec{Rows: 96, Cols: 96, Slices: 4, Spacing: [2]float64{2, 2},
+		IOP: [6]float64{1, 0, 0, 0, 1, 0}, Origin: [3]float64{-96, -96, -10}, Step: 5,
+		Value: func(k, r, c int) uint16 {
+			d := math.Hypot(float64(r)-48, float64(c)-48)
+			if d > 40 {
+				return 0
+			}
+			return uint16(400 + 2*int(d))
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), m, paths, Settings{DeviceID: "test", FirmwareVersion: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Empty() {
+		t.Fatalf("the model found %d voxels in a lesion-free blob", res.Segmentation.GTV.Count())
+	}
+	scp := peers.StartStorescp(t, "PLANNING", 0)
+	dests := []config.Destination{
+		{Name: "quiet", AETitle: "PLANNING", Host: "127.0.0.1", Port: scp.Port},
+		{Name: "wants-empty", AETitle: "PLANNING", Host: "127.0.0.1", Port: scp.Port, Profile: contour.Profile{SendEmpty: true}},
+	}
+	ob, err := netdicom.OpenOutbox(netdicom.OutboxOptions{Dir: t.TempDir(), Destinations: OutboxDestinations(dests), CallingAE: "MIDLINE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := res.Deliver(ob, dests, t.TempDir(), paths, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds[0].Job != nil || !strings.Contains(ds[0].Skipped, "no lesion found") {
+		t.Fatalf("quiet destination: %+v", ds[0])
+	}
+	if ds[1].Job == nil {
+		t.Fatalf("wants-empty destination: %+v", ds[1])
+	}
+	if out, _ := exec.Command(testenv.Require(t, "dciodvfy"), ds[1].RTStruct).CombinedOutput(); strings.Contains(string(out), "Error") {
+		t.Fatalf("dciodvfy on the empty structure set:\n%s", out)
 	}
 }
