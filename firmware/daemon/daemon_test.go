@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/midline-rt/midline/board"
 	"github.com/midline-rt/midline/contour"
 	"github.com/midline-rt/midline/firmware/config"
 	"github.com/midline-rt/midline/internal/peers"
@@ -314,5 +315,36 @@ func TestPruneKeepsRecentJobs(t *testing.T) {
 		if inStore != want || (err == nil) != want {
 			t.Fatalf("%s: kept %v (results folder error %v), want %v", id, inStore, err, want)
 		}
+	}
+}
+
+// TestThermalPauseHoldsJobs: with the simulated accelerator above the high mark, reception goes
+// on and the job waits (engine state thermal-paused, an alarm, a thermal_paused event); once it
+// cools below the low mark the job runs.
+func TestThermalPauseHoldsJobs(t *testing.T) {
+	sim := board.NewSim(board.SimStep{SoCC: 60, AccelC: 92})
+	r := newRigWith(t, nil, Options{Board: board.Options{Sim: sim, SampleInterval: 20 * time.Millisecond}}, false)
+	waitFor(t, "the thermal pause", func() bool { return !r.d.board.Thermal().MayRun() })
+	if out, err := peers.Storescu(t, "MIDLINE", r.dicom, filepath.Join(seed4(), "T2")); err != nil {
+		t.Fatalf("reception must go on during a thermal pause: %v\n%s", err, out)
+	}
+	waitFor(t, "the job queued", func() bool { return r.d.jobs.counts()[JobQueued] == 1 })
+	time.Sleep(300 * time.Millisecond) // many board samples while hot; not a measurement
+	h := r.d.health()
+	if h.Queue.Queued != 1 || h.Engine.State != "thermal-paused" || len(h.Alarms) == 0 {
+		t.Fatalf("while hot: queue %+v, engine %+v, alarms %v", h.Queue, h.Engine, h.Alarms)
+	}
+	sim.Script(board.SimStep{SoCC: 45, AccelC: 50})
+	if j := r.waitJobs(1)[0]; j.State != JobDone {
+		t.Fatalf("after cooling: %+v", j)
+	}
+	var order []string
+	for _, e := range r.d.recentEvents() {
+		if e.Type == "thermal_paused" || e.Type == "thermal_resumed" || e.Type == "job_started" {
+			order = append([]string{e.Type}, order...) // recentEvents is newest first
+		}
+	}
+	if strings.Join(order, ",") != "thermal_paused,thermal_resumed,job_started" {
+		t.Fatalf("events in order %v", order)
 	}
 }
