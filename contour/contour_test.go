@@ -1,11 +1,15 @@
 package contour
 
 import (
+	"bytes"
+	"context"
+	"image/png"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
+	"github.com/midline-rt/midline/internal/synthmr"
 	"github.com/midline-rt/midline/preproc"
 )
 
@@ -223,5 +227,56 @@ func TestPostprocessKeepsComponentsAndFillsHoles(t *testing.T) {
 	}
 	if s.GTV.Count() != 50 || s.Review.Count() != 18 {
 		t.Fatalf("GTV %d voxels (want the filled 5x5x2 = 50), review %d (want 18)", s.GTV.Count(), s.Review.Count())
+	}
+}
+
+// TestPreviewDrawsTheContours: the preview is a PNG of three panels with the ROI's colour on it.
+func TestPreviewDrawsTheContours(t *testing.T) {
+	dir := t.TempDir()
+	paths, err := synthmr.Write(dir, synthmr.Spec{Rows: 64, Cols: 48, Slices: 6, Spacing: [2]float64{1, 1.5},
+		IOP: [6]float64{1, 0, 0, 0, 1, 0}, Step: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := preproc.LoadSeries(context.Background(), paths, preproc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := make([]float32, len(v.Pixels))
+	c := v.Patient(3, 32, 24)
+	for i := range p {
+		k, r, col := i/(64*48), (i%(64*48))/48, i%48
+		p[i] = float32(ball(c[0], c[1], c[2], 8)(v.Patient(k, float64(r), float64(col))))
+	}
+	seg, err := Postprocess(&v.Geometry, Float32s(p), c[0], Params{Threshold: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := Trace(v, Float32s(p), seg.GTV, 0.5, TraceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	roi := PreviewROI{Name: "GTV", Color: [3]uint8{255, 0, 255}, Slices: sl}
+	if err := WritePreview(&b, PreviewInput{Volume: v, ROIs: []PreviewROI{roi}, Title: "m 1", Note: "AI DRAFT"}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	magenta := 0
+	bounds := img.Bounds()
+	for y := bounds.Min.Y; y < bounds.Max.Y; y++ {
+		for x := bounds.Min.X; x < bounds.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			if r == 0xffff && g == 0 && bl == 0xffff {
+				magenta++
+			}
+		}
+	}
+	// Three panels of 320 px height for 64 rows of 1 mm; 48 columns of 1.5 mm keep their width.
+	if bounds.Dy() != 320+2*18 || bounds.Dx() != 3*int(math.Round(48*1.5*320/64.0))+2*4 || magenta < 100 {
+		t.Fatalf("preview %v with %d contour pixels", bounds, magenta)
 	}
 }

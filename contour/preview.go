@@ -97,6 +97,12 @@ func WritePreview(w io.Writer, in PreviewInput) error {
 			}
 		}
 		label(img, x0+4, header+previewPanel-6, fmt.Sprintf("slice %d/%d", k+1, v.Slices()), color.RGBA{200, 200, 200, 255})
+		if oriented { // radiological display: the patient's right on the left, anterior up
+			grey := color.RGBA{160, 160, 160, 255}
+			label(img, x0+3, header+previewPanel/2, "R", grey)
+			label(img, x0+pw-10, header+previewPanel/2, "L", grey)
+			label(img, x0+pw/2-3, header+13, "A", grey)
+		}
 		// Scale bar: 10 mm, bottom right of the panel.
 		bar := 10 / mmPerPx
 		bx := float64(x0+pw) - 8 - bar
@@ -104,7 +110,7 @@ func WritePreview(w io.Writer, in PreviewInput) error {
 		for d := 0.0; d < 2; d++ {
 			line(img, bx, by+d, bx+bar, by+d, color.RGBA{255, 255, 255, 255})
 		}
-		label(img, int(bx), int(by)-4, "10 mm", color.RGBA{255, 255, 255, 255})
+		label(img, int(bx+bar)-35, int(by)-4, "10 mm", color.RGBA{255, 255, 255, 255}) // 5 glyphs of 7 px, right-aligned
 	}
 	label(img, 4, 13, in.Title, color.RGBA{255, 255, 255, 255})
 	label(img, 4, previewPanel+2*header-5, in.Note, color.RGBA{255, 200, 0, 255})
