@@ -101,7 +101,7 @@ func (d *Daemon) notifySystemd(ctx context.Context) {
 
 // petSystemd says WATCHDOG=1 only while the pipeline is healthy: a stuck daemon is restarted.
 func (d *Daemon) petSystemd(n notifier) {
-	if err := d.healthy(); false && err != nil {
+	if err := d.healthy(); err != nil {
 		d.sdSend(n, "STATUS=unhealthy: "+err.Error())
 		return
 	}
