@@ -2,9 +2,10 @@
 # Installs the Debian packages Midline's tests and demo use, only those not yet installed.
 #   dcmtk, dicom3tools: DICOM peers and the dciodvfy validator; plastimatch: RTSTRUCT validator;
 #   mosquitto, mosquitto-clients: the MQTT broker and mosquitto_sub/pub; mricron-data: the Colin27
-#   brain and atlases the phantom studies are built from; python3-venv: the model toolchain's venv.
+#   brain and atlases the phantom studies are built from; python3-venv: the model toolchain's venv;
+#   chromium: the headless browser that renders the status page in firmware/daemon's page test.
 set -euo pipefail
-pkgs=(dcmtk dicom3tools mosquitto mosquitto-clients plastimatch mricron-data python3-venv)
+pkgs=(dcmtk dicom3tools mosquitto mosquitto-clients plastimatch mricron-data python3-venv chromium)
 
 missing=()
 for p in "${pkgs[@]}"; do
