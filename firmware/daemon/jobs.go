@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -122,7 +123,7 @@ func (s *jobStore) put(j *Job) error {
 		return fmt.Errorf("daemon: persist job %s: %w", j.ID, err)
 	}
 	s.mu.Lock()
-	c := *j
+	c := j.clone()
 	s.jobs[j.ID] = &c
 	s.mu.Unlock()
 	return nil
@@ -170,7 +171,17 @@ func (s *jobStore) get(id string) (Job, bool) {
 	if !ok {
 		return Job{}, false
 	}
-	return *j, true
+	return j.clone(), true
+}
+
+// clone copies a job deeply: callers change the copies they get (a delivery's state) while
+// the API encodes others, so no slice or map may be shared with the store.
+func (j *Job) clone() Job {
+	c := *j
+	c.Paths, c.SOPInstanceUIDs, c.Flags = slices.Clone(j.Paths), slices.Clone(j.SOPInstanceUIDs), slices.Clone(j.Flags)
+	c.Deliveries = slices.Clone(j.Deliveries)
+	c.Timings, c.VolumesCM3 = maps.Clone(j.Timings), maps.Clone(j.VolumesCM3)
+	return c
 }
 
 // list returns copies of every job, newest release first.
@@ -179,7 +190,7 @@ func (s *jobStore) list() []Job {
 	defer s.mu.Unlock()
 	out := make([]Job, 0, len(s.jobs))
 	for _, j := range s.jobs {
-		out = append(out, *j)
+		out = append(out, j.clone())
 	}
 	slices.SortFunc(out, func(a, b Job) int {
 		if c := b.Received.Compare(a.Received); c != 0 {
