@@ -96,7 +96,7 @@ gotest:
 FUZZ_TIME ?= 10s
 FUZZERS := netdicom:FuzzPDU netdicom:FuzzReadHead netdicom:FuzzDecodeRLE netdicom:FuzzSCPAssociation \
 	accel:FuzzParseBundleMeta board:FuzzParseSimScript board:FuzzParseMilliC preproc:FuzzLoadInstance \
-	firmware/config:FuzzParse firmware/mqtt:FuzzDecodeRecord
+	firmware/config:FuzzParse firmware/mqtt:FuzzDecodeRecord ota:FuzzUnpack ota:FuzzParseCustom
 fuzz-short:
 	@for pf in $(FUZZERS); do p=$${pf%%:*}; f=$${pf#*:}; \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZ_TIME) ./$$p || exit 1; done

@@ -1,0 +1,126 @@
+package ota
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/midline-rt/midline/accel"
+	"github.com/midline-rt/midline/internal/testenv"
+)
+
+// The kill test runs an update in a child process (this test binary, re-executed) that kills
+// itself with SIGKILL at one failpoint, like a box losing power there.
+const childEnv = "MIDLINE_OTA_CHILD"
+
+type childSpec struct {
+	RepoURL, Root, State, Target, KillAt string
+}
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(childEnv); spec != "" {
+		os.Exit(runChild(spec))
+	}
+	os.Exit(m.Run())
+}
+
+func runChild(raw string) int {
+	var c childSpec
+	if err := json.Unmarshal([]byte(raw), &c); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	root, _ := os.ReadFile(c.Root)
+	s, err := OpenSlots(filepath.Join(c.State, "models"), os.DirFS(filepath.Join(testenv.Root(), "models")))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	kill := func(name string) {
+		if name == c.KillAt {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			time.Sleep(time.Minute)
+		}
+	}
+	m, _, err := NewManager(s, ManagerOptions{Trust: Trust{RepoURL: c.RepoURL, TrustedRoot: root, MetaDir: filepath.Join(c.State, "ota", "tuf")},
+		StateDir: c.State, Group: "ward-a", Engine: accel.Options{Threads: 1}, TrialJobs: 1, Failpoint: kill})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	kill("started")
+	targets, err := m.Check()
+	if err == nil {
+		var p *Prepared
+		if p, err = m.Prepare(context.Background(), targets, c.Target); err == nil {
+			if _, err = m.Activate(p, time.Now()); err == nil {
+				m.JobResult(p.Sequence, true, time.Now())
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// TestKillAtEveryPhase kills an update at each phase boundary; after every kill the box opens on
+// a self-tested model that is committed or on trial, and running the update again completes it.
+func TestKillAtEveryPhase(t *testing.T) {
+	r := newRig(t)
+	name := r.publish(bundle(t, "1.1.0", nil))
+	rootPath := filepath.Join(t.TempDir(), "root.json")
+	os.WriteFile(rootPath, r.trust, 0o644)
+	srv := httptest.NewServer(http.FileServer(http.Dir(r.repo.Served())))
+	defer srv.Close()
+	for _, at := range []string{"started", "checked", "downloaded", "unpacked", "self_tested", "switched", "committed"} {
+		t.Run(at, func(t *testing.T) {
+			state := t.TempDir()
+			spec, _ := json.Marshal(childSpec{RepoURL: srv.URL, Root: rootPath, State: state, Target: name, KillAt: at})
+			run := func(spec []byte) error {
+				cmd := exec.Command(os.Args[0], "-test.run=^$")
+				cmd.Env = append(os.Environ(), childEnv+"="+string(spec))
+				out, err := cmd.CombinedOutput()
+				if err != nil && len(out) > 0 {
+					t.Logf("child: %s", out)
+				}
+				return err
+			}
+			err := run(spec)
+			if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("child did not die at %s: %v", at, err)
+			}
+			r.state, r.models = state, filepath.Join(state, "models")
+			r.box()
+			v := r.activeVersion() // loads and self-tests the active slot
+			st := r.mgr.Snapshot().Sequences["T2"]
+			switch {
+			case st.Trial != nil && st.Trial.Version == v:
+			case st.Trial == nil && st.Committed.Version == v:
+			default:
+				t.Fatalf("running %s, slots %+v", v, st)
+			}
+			// The restarted update completes (or has nothing left to do).
+			spec, _ = json.Marshal(childSpec{RepoURL: srv.URL, Root: rootPath, State: state, Target: name})
+			err = run(spec)
+			r.box()
+			st = r.mgr.Snapshot().Sequences["T2"]
+			for i := 0; i < 2 && st.Trial != nil; i++ { // the rig's trial_jobs: jobs run on the trial model
+				r.mgr.JobResult("T2", true, time.Now())
+				st = r.mgr.Snapshot().Sequences["T2"]
+			}
+			if st.Committed.Version != "1.1.0" || r.activeVersion() != "1.1.0" {
+				t.Fatalf("after the restarted update (%v): %+v", err, st)
+			}
+		})
+	}
+}
