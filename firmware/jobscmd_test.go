@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -91,7 +92,8 @@ func TestParseInterspersed(t *testing.T) {
 // TestCommandsAgainstDaemon runs `midline status` and `midline jobs` against a real daemon
 // loaded from a configuration file (with its token), its real peers around it: mosquitto, a
 // storescp as the planning system, the phantom study sent with storescu. The resend reaches
-// storescp again and the rerun runs the job a second time.
+// storescp again and the rerun runs the job a second time. The daemon runs with a notify socket
+// as under systemd: READY=1 after start, WATCHDOG=1 while serving, STOPPING=1 at shutdown.
 func TestCommandsAgainstDaemon(t *testing.T) {
 	pinTimeZone(t)
 	t.Setenv("MIDLINE_TOKEN", "")
@@ -127,7 +129,12 @@ board:
 	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// As under systemd: the daemon reports on a notify socket of the test's.
+	notify := notifySocket(t)
+	t.Setenv("NOTIFY_SOCKET", notify.path)
+	t.Setenv("WATCHDOG_USEC", "2000000")
 	stop := startDaemon(t, cfgPath)
+	notify.wait(t, func(m string) bool { return strings.HasPrefix(m, "READY=1") })
 	api := []string{"--config", cfgPath}
 
 	if out, err := peers.Storescu(t, "MIDLINE", dicomAddr, filepath.Join(repoRoot(t), "testdata", "phantom", "seed4")); err != nil {
@@ -212,9 +219,59 @@ board:
 		return false
 	})
 
+	notify.wait(t, func(m string) bool { return m == "WATCHDOG=1" })
 	stop()
+	notify.wait(t, func(m string) bool { return m == "STOPPING=1" })
 	if code, _, errs := runCLI(append([]string{"status"}, api...)...); code != 1 || !strings.Contains(errs, "cannot reach the daemon") {
 		t.Errorf("status of a stopped daemon: exit %d, %s", code, errs)
+	}
+}
+
+// notifyRecorder is systemd's end of the notify socket.
+type notifyRecorder struct {
+	path string
+	msgs chan string
+}
+
+func notifySocket(t *testing.T) *notifyRecorder {
+	t.Helper()
+	n := &notifyRecorder{path: filepath.Join(t.TempDir(), "notify"), msgs: make(chan string, 1024)}
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: n.path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			k, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case n.msgs <- string(buf[:k]):
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() { c.Close(); <-done })
+	return n
+}
+
+// wait reads notifications until one satisfies ok.
+func (n *notifyRecorder) wait(t *testing.T, ok func(string) bool) {
+	t.Helper()
+	timeout := time.After(peers.Patience)
+	for {
+		select {
+		case m := <-n.msgs:
+			if ok(m) {
+				return
+			}
+		case <-timeout:
+			t.Fatal("the awaited systemd notification never came")
+		}
 	}
 }
 
