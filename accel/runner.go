@@ -238,15 +238,38 @@ func dilateMax(src Image, k int) Image {
 }
 
 // maxAlong takes the running maximum of half-width k along `lines` lines of n values each; value
-// i of line l sits at l*lineStep + i*step.
+// i of line l sits at l*lineStep + i*step. It costs O(n) per line whatever k (van Herk and
+// Gil-Werman: within blocks of 2k+1 values, maxima from each block's start and from its end;
+// a window spans at most two blocks).
 func maxAlong(in Image, k, step, lineStep, n, lines int) Image {
 	out := newImage(in.Rows, in.Cols)
+	w := 2*k + 1
+	fromStart, toEnd := make([]float32, n), make([]float32, n)
 	for l := range lines {
 		base := l * lineStep
+		at := func(i int) float32 { return in.Pix[base+i*step] }
 		for i := range n {
-			m := float32(math.Inf(-1))
-			for j := max(0, i-k); j <= min(n-1, i+k); j++ {
-				m = max(m, in.Pix[base+j*step])
+			fromStart[i] = at(i)
+			if i%w != 0 {
+				fromStart[i] = max(fromStart[i-1], fromStart[i])
+			}
+		}
+		for i := n - 1; i >= 0; i-- {
+			toEnd[i] = at(i)
+			if i+1 < n && (i+1)%w != 0 {
+				toEnd[i] = max(toEnd[i+1], toEnd[i])
+			}
+		}
+		for i := range n {
+			a, b := max(0, i-k), min(n-1, i+k)
+			var m float32
+			switch {
+			case a/w != b/w:
+				m = max(toEnd[a], fromStart[b])
+			case a%w == 0:
+				m = fromStart[b]
+			default: // b is the last value of the line
+				m = toEnd[a]
 			}
 			out.Pix[base+i*step] = m
 		}

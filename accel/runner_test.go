@@ -278,3 +278,25 @@ func BenchmarkSegmentFixture(b *testing.B) {
 		}
 	}
 }
+
+// The O(n) dilation equals the plain definition (the maximum over the clipped window) for
+// every half-width, including windows wider than the image.
+func TestDilateMaxEqualsTheDefinition(t *testing.T) {
+	img := randomSlice(37, 23, 11).Image
+	for _, k := range []int{0, 1, 2, 5, 11, 22, 40, 64} {
+		got := dilateMax(img, k)
+		for r := range img.Rows {
+			for c := range img.Cols {
+				want := float32(math.Inf(-1))
+				for rr := max(0, r-k); rr <= min(img.Rows-1, r+k); rr++ {
+					for cc := max(0, c-k); cc <= min(img.Cols-1, c+k); cc++ {
+						want = max(want, img.Pix[rr*img.Cols+cc])
+					}
+				}
+				if g := got.Pix[r*img.Cols+c]; g != want {
+					t.Fatalf("k=%d (%d,%d): %v, want %v", k, r, c, g, want)
+				}
+			}
+		}
+	}
+}

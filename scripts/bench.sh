@@ -61,3 +61,4 @@ rss() { # label, then environment for the test binary
 }
 rss "default GC" MIDLINE_RSS_SERIES=$PWD/$work/sag512/T2
 rss "GOMEMLIMIT=250MiB" MIDLINE_RSS_SERIES=$PWD/$work/sag512/T2 GOMEMLIMIT=250MiB
+rss "GOMEMLIMIT=280MiB" MIDLINE_RSS_SERIES=$PWD/$work/sag512/T2 GOMEMLIMIT=280MiB
