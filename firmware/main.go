@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"board":       {"print the board's temperatures, fan, LED and watchdog state once", runBoard},
 	"config":      {"check a configuration file: config check FILE", runConfig},
 	"contour":     {"contour one series offline: rtstruct.dcm, contours.json, preview.png", runContour},
+	"ota":         {"model updates: ota init|publish|recall|rotate|timestamp|serve|push|status", runOTA},
 	"status":      {"print a running daemon's health: status [--config FILE | --url URL]", runStatus},
 	"jobs":        {"list, show, rerun or resend a running daemon's jobs: jobs list|show|rerun|resend", runJobs},
 }

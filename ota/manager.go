@@ -222,13 +222,20 @@ func (m *Manager) admit(c Custom) (string, error) {
 		return "", fmt.Errorf("%w: %s is not above %s", ErrDowngrade, c.Version, st.Highest)
 	case !slices.Contains(c.Engines, string(engineOf(m.o.Engine))):
 		return "", fmt.Errorf("%w: %s needs one of %v", ErrEngine, engineOf(m.o.Engine), c.Engines)
-	case m.o.FirmwareVersion != "" && CompareVersions(m.o.FirmwareVersion, c.MinFirmware) < 0 && parseable(m.o.FirmwareVersion):
+	case parseable(m.o.FirmwareVersion) && CompareVersions(releaseOf(m.o.FirmwareVersion), c.MinFirmware) < 0:
 		return "", fmt.Errorf("%w: %s < %s", ErrFirmware, m.o.FirmwareVersion, c.MinFirmware)
 	}
 	return m.slots.Inactive(c.Sequence), nil
 }
 
 func parseable(v string) bool { _, ok := parseSemver(v); return ok }
+
+// releaseOf drops a pre-release suffix: a build of 0.2.0-rc1 (or a test build) runs bundles
+// that need 0.2.0.
+func releaseOf(v string) string {
+	p, _ := parseSemver(v)
+	return fmt.Sprintf("%d.%d.%d", p.n[0], p.n[1], p.n[2])
+}
 
 func engineOf(o accel.Options) accel.Kind {
 	if o.Engine == "" {
@@ -333,6 +340,12 @@ func (m *Manager) rollback(seq, why string) []Change {
 
 // Tick commits trials that have met both trial_jobs and trial_minutes.
 func (m *Manager) Tick(now time.Time) []Change {
+	var reports []Report
+	defer func() { // reported after the lock: a report may read the state
+		for _, r := range reports {
+			m.o.Report(r)
+		}
+	}()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Change
@@ -350,7 +363,7 @@ func (m *Manager) Tick(now time.Time) []Change {
 		if err != nil {
 			r.Phase = PhaseFailed
 		}
-		m.o.Report(r)
+		reports = append(reports, r)
 		out = append(out, Change{Sequence: seq, Dir: m.slots.ActiveDir(seq), Phase: r.Phase})
 	}
 	return out

@@ -55,6 +55,8 @@ type Daemon struct {
 	mq       *mqtt.Client // nil when MQTT is off
 	board    *board.Board
 	models   map[string]*pipeline.Model // by sequence (T2, FLAIR, T1C)
+	modelsMu sync.RWMutex               // the worker swaps models (OTA); others read under it
+	ota      *otaRuntime
 	metrics  *metrics
 
 	// deliverMu orders the worker's recording of a job's deliveries against the outbox's
@@ -97,6 +99,9 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.cur = live{selection: cfg.Selection, classify: cl, destinations: cfg.Destinations}
+	if err := d.openSlots(); err != nil {
+		return nil, err
+	}
 	if err := d.openModels(ctx); err != nil {
 		return nil, err
 	}
@@ -166,28 +171,25 @@ func callers(cs []config.Caller) []netdicom.Caller {
 // configured engine. A bundle that fails is reported and left out: the others still run.
 func (d *Daemon) openModels(ctx context.Context) error {
 	dir := d.cfg.Models.Dir
-	entries, err := os.ReadDir(dir)
+	bundles, err := d.bundleDirs() // the slots' active bundles, or models.dir's folders
 	if err != nil {
-		return fmt.Errorf("daemon: models.dir: %w", err)
+		return err
 	}
 	d.models = map[string]*pipeline.Model{}
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
+	for _, e := range bundles {
+		m, err := pipeline.OpenModel(ctx, e.dir, accel.Options{Engine: accel.Kind(d.cfg.Engine.Kind), Threads: d.cfg.Engine.Threads})
+		if alt, ok := d.otaLoadFailed(e.name, err); err != nil && ok {
+			m, err = pipeline.OpenModel(ctx, alt, accel.Options{Engine: accel.Kind(d.cfg.Engine.Kind), Threads: d.cfg.Engine.Threads})
 		}
-		if _, err := os.Stat(filepath.Join(dir, e.Name(), "model.json")); err != nil {
-			continue
-		}
-		m, err := pipeline.OpenModel(ctx, filepath.Join(dir, e.Name()), accel.Options{Engine: accel.Kind(d.cfg.Engine.Kind), Threads: d.cfg.Engine.Threads})
 		if err != nil {
-			d.log.Error("daemon: model not loaded", "bundle", e.Name(), "err", err)
-			d.setAlarm("model:"+e.Name(), fmt.Sprintf("model %s not loaded: %v", e.Name(), err))
+			d.log.Error("daemon: model not loaded", "bundle", e.name, "err", err)
+			d.setAlarm("model:"+e.name, fmt.Sprintf("model %s not loaded: %v", e.name, err))
 			continue
 		}
 		seq := m.Bundle.Meta.Sequence
 		if old, dup := d.models[seq]; dup {
 			m.Close()
-			return fmt.Errorf("daemon: two bundles for %s: %s and %s", seq, old.Bundle.Dir, e.Name())
+			return fmt.Errorf("daemon: two bundles for %s: %s and %s", seq, old.Bundle.Dir, e.name)
 		}
 		d.models[seq] = m
 		d.log.Info("daemon: model ready", "sequence", seq, "model", m.Bundle.Meta.Name, "version", m.Bundle.Meta.Version,
@@ -225,6 +227,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	wg.Go(func() { d.worker(ctx) })
 	wg.Go(func() { d.healthLoop(ctx) })
 	wg.Go(func() { d.commandLoop(ctx) })
+	wg.Go(func() { d.otaLoop(ctx) })
 	wg.Go(func() { d.notifySystemd(ctx) }) // READY=1, WATCHDOG=1 while healthy, STOPPING=1
 	d.event(Event{Type: "started", Detail: fmt.Sprintf("firmware %s, %d models", d.opts.Version, len(d.models))})
 	d.log.Info("daemon: serving", "dicom", d.cfg.DICOM.Listen, "ae_title", d.cfg.DICOM.AETitle, "http", d.cfg.HTTP.Listen,
@@ -349,20 +352,14 @@ func (d *Daemon) Alarms() []string {
 // modelList describes the loaded models, sorted by sequence.
 func (d *Daemon) modelList() []ModelInfo {
 	var out []ModelInfo
+	d.modelsMu.RLock()
+	defer d.modelsMu.RUnlock()
 	for seq, m := range d.models {
 		out = append(out, ModelInfo{Sequence: seq, Name: m.Bundle.Meta.Name, Version: m.Bundle.Meta.Version,
-			SHA256: m.Digest, Engine: string(m.Engine), ClinicalUse: m.Bundle.Meta.ClinicalUse, Slot: slotOf(d.cfg, m.Bundle.Dir)})
+			SHA256: m.Digest, Engine: string(m.Engine), ClinicalUse: m.Bundle.Meta.ClinicalUse, Slot: d.slotOf(seq)})
 	}
 	slices.SortFunc(out, func(a, b ModelInfo) int { return strings.Compare(a.Sequence, b.Sequence) })
 	return out
-}
-
-// slotOf names where a bundle was loaded from (the OTA slots come with OTA).
-func slotOf(cfg config.Config, dir string) string {
-	if cfg.Models.Dir != "" && strings.HasPrefix(dir, cfg.Models.Dir) {
-		return "models.dir"
-	}
-	return "seed"
 }
 
 // ModelInfo is a loaded model as health and the status page show it.

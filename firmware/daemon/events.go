@@ -62,7 +62,9 @@ func (d *Daemon) event(e Event) {
 			parts = append(parts, e.Destination)
 		}
 	}
-	e.MessageID = mqtt.MessageID(d.cfg.DeviceID, parts...)
+	if e.MessageID == "" { // OTA events bring their own (<device>:ota:<bundle>:<version>:<phase>)
+		e.MessageID = mqtt.MessageID(d.cfg.DeviceID, parts...)
+	}
 	d.mu.Lock()
 	d.events = append(d.events, e)
 	if len(d.events) > keptEvents {
@@ -93,8 +95,7 @@ func (d *Daemon) recentEvents() []Event {
 	return out
 }
 
-// commandLoop takes OTA commands from MQTT. Model updates belong to the OTA issue; until then a
-// command is acknowledged with an event saying it cannot be carried out.
+// commandLoop takes OTA commands from MQTT and hands them to the OTA loop (ota.go).
 func (d *Daemon) commandLoop(ctx context.Context) {
 	if d.mq == nil {
 		return
@@ -104,7 +105,7 @@ func (d *Daemon) commandLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case c := <-d.mq.Commands():
-			d.event(Event{Type: "ota_command_refused", Detail: "over-the-air updates are not available in this firmware (" + c.Topic + ")"})
+			d.otaCommand(c)
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 // worker runs queued jobs one at a time: there is one accelerator.
 func (d *Daemon) worker(ctx context.Context) {
 	for {
+		d.otaBetweenJobs(ctx) // models switch only here, while no job runs
 		j, ok := d.jobs.next()
 		if !ok {
 			select {
@@ -32,6 +33,7 @@ func (d *Daemon) worker(ctx context.Context) {
 			return // shutting down while paused: the job stays queued
 		}
 		d.run(ctx, j)
+		d.otaAfterJob(ctx, j.ID)
 		if ctx.Err() != nil {
 			return
 		}

@@ -1,0 +1,119 @@
+package daemon
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/midline-rt/midline/firmware/config"
+	"github.com/midline-rt/midline/internal/testenv"
+	"github.com/midline-rt/midline/ota"
+)
+
+// newVersion copies the shipped T2 bundle with another version in model.json (same weights,
+// so the self-test passes).
+func newVersion(t *testing.T, version string) string {
+	t.Helper()
+	src := filepath.Join(testenv.Root(), "models", "dmg-t2")
+	dst := filepath.Join(t.TempDir(), "dmg-t2")
+	os.MkdirAll(dst, 0o755)
+	entries, _ := os.ReadDir(src)
+	for _, e := range entries {
+		b, _ := os.ReadFile(filepath.Join(src, e.Name()))
+		if e.Name() == "model.json" {
+			var m map[string]any
+			json.Unmarshal(b, &m)
+			m["version"] = version
+			m["runtime"] = map[string]any{"min_firmware": "0.0.0"} // the test daemon is 0.0.0-test
+			b, _ = json.Marshal(m)
+		}
+		os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644)
+	}
+	return dst
+}
+
+// TestOTAThroughMQTT: a box with seeded slots takes a group command from the broker, checks it
+// against TUF metadata, and switches T2 to the new version on trial between jobs; a command for
+// a target released to another group changes nothing.
+func TestOTAThroughMQTT(t *testing.T) {
+	repoDir := t.TempDir()
+	repo, err := ota.Init(repoDir, filepath.Join(repoDir, "offline"), ota.RepoOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := repo.Publish(newVersion(t, "1.1.0"), []string{"ward-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := repo.Publish(newVersion(t, "1.2.0"), []string{"ward-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.FileServer(http.Dir(repo.Served())))
+	defer srv.Close()
+	r := newRig(t, func(c *config.Config) {
+		c.Models.Dir, c.Models.SeedDir = filepath.Join(c.StateDir, "models"), ""
+		c.Group = "ward-a"
+		c.OTA.RepoURL, c.OTA.TrustedRoot = srv.URL, filepath.Join(repo.Served(), "1.root.json")
+		c.OTA.RequireSiteApproval, c.OTA.TrialJobs = false, 1
+	})
+	if m := r.d.modelList(); len(m) != 2 || m[0].Slot != "a" || m[0].Version != "1.0.0" {
+		t.Fatalf("seeded models %+v", m)
+	}
+	push := func(target string) {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker(r.broker.URL()).SetClientID("it-push"))
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		defer c.Disconnect(100)
+		b, _ := json.Marshal(OTACommand{Schema: OTACommandSchema, Target: target, Now: true})
+		c.Publish("midline/v1/test-site/group/ward-a/ota/cmd", 1, false, b).WaitTimeout(10 * time.Second)
+	}
+	push(other)
+	waitFor(t, "ota_rejected", func() bool { return subHas(r, `"type":"ota_rejected"`) })
+	push(good)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, l := range r.sub.Lines() {
+				if strings.Contains(l, "ota") {
+					t.Log(l)
+				}
+			}
+		}
+	})
+	waitFor(t, "T2 1.1.0 on trial", func() bool {
+		m := r.d.modelList()
+		return len(m) == 2 && m[1].Sequence == "T2" && m[1].Version == "1.1.0" && m[1].Slot == "b"
+	})
+	waitFor(t, "retained ota/state trial", func() bool {
+		for _, l := range r.sub.Lines() {
+			if strings.Contains(l, "ota/state") && strings.Contains(l, `"phase":"trial"`) {
+				return true
+			}
+		}
+		return false
+	})
+	if !subHas(r, `"message_id":"test-box:ota:dmg-t2:1.1.0:trial"`) {
+		t.Fatalf("no ota_trial event with its message id: %v", r.sub.Lines())
+	}
+	if subHas(r, `:ota:dmg-t2:1.2.0:trial`) {
+		t.Fatal("the other group's target was installed")
+	}
+}
+
+// subHas reports whether any received line contains s.
+func subHas(r *rig, s string) bool {
+	for _, l := range r.sub.Lines() {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
+}
