@@ -25,8 +25,8 @@ var orientationDir = filepath.Join("..", "testdata", "phantom", "orientation")
 // centroid, computed from the mask's own affine (written by the Python generator, not from
 // preproc's geometry). Where the shipped model misses the 1 mm target, the case is listed in
 // orientationMisses with what it measured: a finding about the model, reported, not hidden.
-// Such a case still fails if it loses the lesion or its side, and fails if it starts to pass,
-// so that the list stays true. Pairs seen by the model in the same canonical orientation
+// Such a case still fails if it loses the lesion or its side, if it gets more than 0.5 mm worse
+// than recorded, and if it starts to pass, so that the list stays true. Pairs seen by the model in the same canonical orientation
 // (supine and prone, head and feet first) must also agree with each other within 1 mm: that
 // part is the pipeline's alone.
 func TestOrientationEndToEnd(t *testing.T) {
@@ -52,10 +52,12 @@ func TestOrientationEndToEnd(t *testing.T) {
 			switch {
 			case d > 1 && !known:
 				t.Errorf("predicted centroid %.2f mm from the truth's (want <= 1 mm)", d)
+			case d > miss.mm+0.5:
+				t.Errorf("%.2f mm from the truth, worse than the %.2f mm recorded for this known miss (%s)", d, miss.mm, miss.note)
 			case d > 1:
-				t.Logf("known miss of the shipped model: %.2f mm from the truth (recorded: %s)", d, miss)
+				t.Logf("known miss of the shipped model: %.2f mm from the truth (recorded: %.2f mm, %s)", d, miss.mm, miss.note)
 			case known:
-				t.Errorf("listed as a miss (%s) but now %.2f mm from the truth: update orientationMisses", miss, d)
+				t.Errorf("listed as a miss (%.2f mm, %s) but now %.2f mm from the truth: update orientationMisses", miss.mm, miss.note, d)
 			}
 		})
 	}
@@ -76,12 +78,15 @@ func TestOrientationEndToEnd(t *testing.T) {
 // truth, with the distance measured when the list was made. hfs_r is the control: the same
 // right-thalamus lesion in the model's own orientation misses by as much as ffs, so the miss is
 // the model's (it under-segments the lesion's upper slices), not the orientation's.
-var orientationMisses = map[string]string{
-	"hfs_r":    "2.70 mm: 412 of 926 voxels, upper slices missed",
-	"ffs":      "2.44 mm: 452 of 926 voxels, like hfs_r",
-	"tilted":   "3.31 mm: 335 of 940 voxels, upper slices missed",
-	"coronal":  "1.55 mm: 1017 of 2188 voxels on the thin-slice reformat",
-	"sagittal": "4.81 mm: 559 of 2731 voxels on the thin-slice reformat, upper part missed",
+var orientationMisses = map[string]struct {
+	mm   float64
+	note string
+}{
+	"hfs_r":    {2.70, "412 of 926 voxels, upper slices missed"},
+	"ffs":      {2.44, "452 of 926 voxels, like hfs_r"},
+	"tilted":   {3.31, "335 of 940 voxels, upper slices missed"},
+	"coronal":  {1.55, "1017 of 2188 voxels on the thin-slice reformat"},
+	"sagittal": {4.81, "559 of 2731 voxels on the thin-slice reformat, upper part missed"},
 }
 
 func dist(a, b [3]float64) float64 {
