@@ -1,11 +1,11 @@
 package config
 
 import (
-	"github.com/midline-rt/midline/contour"
 	"path/filepath"
 	"time"
 
 	"github.com/midline-rt/midline/board"
+	"github.com/midline-rt/midline/contour"
 	"github.com/midline-rt/midline/preproc"
 )
 
