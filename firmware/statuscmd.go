@@ -296,4 +296,3 @@ func mb(b uint64) string {
 }
 
 func short(s string) string { return s[:min(12, len(s))] }
-

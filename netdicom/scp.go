@@ -60,6 +60,9 @@ func NewServer(o Options) (*Server, error) {
 	return s, nil
 }
 
+// Associations is the number of associations being negotiated or served now (health telemetry).
+func (s *Server) Associations() int { return int(s.active.Load()) }
+
 // Spool returns the server's spool.
 func (s *Server) Spool() *Spool { return s.spool }
 

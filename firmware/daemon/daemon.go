@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/midline-rt/midline/accel"
@@ -62,6 +63,8 @@ type Daemon struct {
 	// deliverMu orders the worker's recording of a job's deliveries against the outbox's
 	// reports of them (onSent), which may come first.
 	deliverMu sync.Mutex
+
+	instances atomic.Uint64 // acknowledged since start
 
 	mu          sync.Mutex
 	cur         live    // what SIGHUP may change
@@ -302,6 +305,7 @@ func (d *Daemon) onSeries(ev netdicom.SeriesEvent) {
 }
 
 func (d *Daemon) onInstance(netdicom.Instance) {
+	d.instances.Add(1)
 	d.metrics.instances.Inc()
 	d.board.Indicate(board.LEDReceiving, true)
 }

@@ -35,6 +35,7 @@ type Health struct {
 	Memory     MemoryHealth   `json:"memory"`
 	Disk       DiskHealth     `json:"disk"`
 	Queue      QueueHealth    `json:"queue"`
+	DICOM      DICOMHealth    `json:"dicom"`
 	Jobs       map[string]int `json:"jobs"`
 	LastJobMS  float64        `json:"last_latency_ms"`
 	Outbox     OutboxHealth   `json:"outbox"`
@@ -70,6 +71,11 @@ type MemoryHealth struct {
 type DiskHealth struct {
 	StateDirFreeBytes uint64 `json:"state_dir_free_bytes"`
 	LowWatermarkBytes uint64 `json:"low_watermark_bytes"`
+}
+
+type DICOMHealth struct {
+	Associations int    `json:"associations"`
+	Instances    uint64 `json:"instances_received"`
 }
 
 type QueueHealth struct {
@@ -108,6 +114,7 @@ func (d *Daemon) health() Health {
 		h.Engine.State = "busy"
 	}
 	h.Queue = QueueHealth{Queued: h.Jobs[JobQueued], Running: h.Jobs[JobRunning]}
+	h.DICOM = DICOMHealth{Associations: d.server.Associations(), Instances: d.instances.Load()}
 	h.CPU = CPUHealth{Load1: loadAvg(), Cores: runtime.NumCPU(), Thread: d.cfg.Engine.Threads}
 	h.Memory = memory()
 	h.Disk = DiskHealth{StateDirFreeBytes: d.diskFree(), LowWatermarkBytes: uint64(d.cfg.DICOM.DiskLowWatermark)}
