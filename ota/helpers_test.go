@@ -2,6 +2,7 @@ package ota
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -62,6 +63,7 @@ type rig struct {
 	group   string
 	engine  accel.Kind
 	trust   []byte
+	sitePub ed25519.PublicKey // ota.site_key; nil: none configured
 }
 
 func newRig(t testing.TB) *rig {
@@ -91,7 +93,8 @@ func (r *rig) box() {
 		r.t.Fatal(err)
 	}
 	r.mgr, _, err = NewManager(s, ManagerOptions{
-		Trust:    Trust{RepoURL: r.srv.URL, TrustedRoot: r.trust, MetaDir: filepath.Join(r.state, "ota", "tuf")},
+		Trust: Trust{RepoURL: r.srv.URL, TrustedRoot: r.trust, MetaDir: filepath.Join(r.state, "ota", "tuf"),
+			Site: "site-a", SiteKey: r.sitePub},
 		StateDir: r.state, Group: r.group, Engine: accel.Options{Engine: r.engine, Threads: 1}, FirmwareVersion: "0.1.0",
 		TrialJobs: 2, TrialTime: 0, Report: func(rp Report) { r.reports = append(r.reports, rp) },
 	})

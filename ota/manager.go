@@ -24,7 +24,8 @@ const (
 	PhaseDownloading Phase = "downloading"
 	PhaseUnpacking   Phase = "unpacking"
 	PhaseSelfTest    Phase = "self_test"
-	PhaseReady       Phase = "ready" // self-tested in the inactive slot, waiting for the worker
+	PhaseReady       Phase = "ready"  // self-tested in the inactive slot, waiting for the worker
+	PhaseShadow      Phase = "shadow" // self-tested, run beside the committed model until the site approves it
 	PhaseTrial       Phase = "trial"
 	PhaseCommitted   Phase = "committed"
 	PhaseRolledBack  Phase = "rolled_back"
@@ -43,6 +44,7 @@ var (
 	ErrFirmware    = errors.New("bundle needs a newer firmware")
 	ErrBusy        = errors.New("another model of this sequence is on trial")
 	ErrMismatch    = errors.New("bundle's model.json differs from its signed metadata")
+	ErrNoSpace     = errors.New("state folder full")
 )
 
 // Report is one phase of one update.
@@ -172,8 +174,16 @@ func (m *Manager) Prepare(ctx context.Context, targets map[string]Target, name s
 	m.o.Failpoint("checked")
 	r.Phase, r.Detail = PhaseDownloading, fmt.Sprintf("%d bytes", t.Want.Length)
 	m.o.Report(r)
-	staged, err := Fetch(ctx, m.httpClient(), t.URL, filepath.Join(m.o.StateDir, "ota", "staging"), t.Want, m.o.MaxBundleBytes)
+	staging := filepath.Join(m.o.StateDir, "ota", "staging")
+	if err := roomFor(staging, t.Want.Length); err != nil {
+		return fail(PhaseRejected, err)
+	}
+	staged, err := Fetch(ctx, m.httpClient(), t.URL, staging, t.Want, m.o.MaxBundleBytes)
 	if err != nil {
+		if isNoSpace(err) {
+			clearStaging(staging)
+			return fail(PhaseRejected, fmt.Errorf("%w while downloading: %v", ErrNoSpace, err))
+		}
 		if errors.Is(err, ErrTruncated) || ctx.Err() != nil {
 			return fail(PhaseFailed, err)
 		}
@@ -183,6 +193,11 @@ func (m *Manager) Prepare(ctx context.Context, targets map[string]Target, name s
 	r.Phase, r.Detail = PhaseUnpacking, ""
 	m.o.Report(r)
 	if err := m.unpack(staged, c.Sequence, slot); err != nil {
+		if isNoSpace(err) {
+			m.slots.resetSlot(c.Sequence, slot) // give the space back; the slot is inactive
+			clearStaging(staging)
+			err = fmt.Errorf("%w while unpacking: %v", ErrNoSpace, err)
+		}
 		return fail(PhaseRejected, err)
 	}
 	m.o.Failpoint("unpacked")
@@ -195,7 +210,8 @@ func (m *Manager) Prepare(ctx context.Context, targets map[string]Target, name s
 	os.Remove(staged)
 	r.Phase = PhaseReady
 	m.o.Report(r)
-	return &Prepared{Sequence: c.Sequence, Installed: Installed{Slot: slot, Name: c.Name, Version: c.Version, Target: name}}, nil
+	return &Prepared{Sequence: c.Sequence, Installed: Installed{Slot: slot, Name: c.Name, Version: c.Version, Target: name,
+		SHA256: fmt.Sprintf("%x", t.Want.SHA256)}}, nil
 }
 
 func (m *Manager) httpClient() *http.Client {
@@ -245,6 +261,12 @@ func engineOf(o accel.Options) accel.Kind {
 }
 
 func (m *Manager) unpack(staged, seq, slot string) error {
+	m.mu.Lock()
+	err := m.slots.releaseInactive(seq)
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if err := m.slots.resetSlot(seq, slot); err != nil {
 		return err
 	}

@@ -61,7 +61,9 @@ func (o RepoOptions) withDefaults() RepoOptions {
 	return o
 }
 
-func (o RepoOptions) expires(d time.Duration) time.Time { return o.Now().UTC().Add(d).Truncate(time.Second) }
+func (o RepoOptions) expires(d time.Duration) time.Time {
+	return o.Now().UTC().Add(d).Truncate(time.Second)
+}
 
 // Repo is an opened repository with its online keys: targets, snapshot and timestamp.
 type Repo struct {

@@ -43,6 +43,9 @@ type SeqState struct {
 	Highest   string     `json:"highest_committed"`
 	Previous  *Installed `json:"previous,omitempty"` // the other slot's last committed model, for a recall
 	Trial     *Trial     `json:"trial,omitempty"`
+	// Shadow is a verified, self-tested bundle in the inactive slot waiting for site approval:
+	// it runs beside the committed model on every study, is compared, and is never sent.
+	Shadow *Installed `json:"shadow,omitempty"`
 }
 
 // Installed is a bundle in a slot.
@@ -51,6 +54,7 @@ type Installed struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
 	Target  string `json:"target,omitempty"` // empty for a seeded bundle
+	SHA256  string `json:"sha256,omitempty"` // the target's signed sha256 (hex), when it came over the air
 }
 
 // Trial is a new model on trial: it commits after trial_jobs jobs and trial_minutes minutes,
@@ -268,15 +272,40 @@ func (s *Slots) save() error {
 	return nil
 }
 
-// BeginTrial records a prepared slot as the trial and switches the link to it.
+// BeginTrial records a prepared slot as the trial and switches the link to it; a shadow in
+// that slot becomes the trial.
 func (s *Slots) BeginTrial(seq string, in Installed, now time.Time) error {
 	st := s.State.Sequences[seq]
-	st.Trial = &Trial{Installed: in, Since: now.UTC()}
+	shadow := st.Shadow
+	st.Trial, st.Shadow = &Trial{Installed: in, Since: now.UTC()}, nil
 	if err := s.save(); err != nil {
-		st.Trial = nil
+		st.Trial, st.Shadow = nil, shadow
 		return err
 	}
 	return s.link(seq, in.Slot)
+}
+
+// BeginShadow records a prepared slot as the shadow of seq; the active link does not move.
+func (s *Slots) BeginShadow(seq string, in Installed) error {
+	st := s.State.Sequences[seq]
+	st.Shadow = &in
+	if err := s.save(); err != nil {
+		st.Shadow = nil
+		return err
+	}
+	return nil
+}
+
+// releaseInactive forgets what the inactive slot of seq holds (the previous committed model and
+// any shadow) before it is overwritten, so that slots.json never names a slot whose files are
+// gone.
+func (s *Slots) releaseInactive(seq string) error {
+	st := s.State.Sequences[seq]
+	if st.Previous == nil && st.Shadow == nil {
+		return nil
+	}
+	st.Previous, st.Shadow = nil, nil
+	return s.save()
 }
 
 // Commit keeps the trial: it becomes the committed model, the one it replaced is kept as the

@@ -1,6 +1,7 @@
 package ota
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net/http"
@@ -20,6 +21,10 @@ type Trust struct {
 	TrustedRoot []byte // ota.trusted_root's bytes; a newer root cached in MetaDir wins
 	MetaDir     string // state_dir/ota/tuf: the last verified metadata (rollback protection)
 	HTTP        *http.Client
+	// Site and SiteKey (ota.site_key) check site approvals; without SiteKey no target is
+	// approved.
+	Site    string
+	SiteKey ed25519.PublicKey
 }
 
 // Target is a verified target: where to get it, what it must be, and its custom metadata.
@@ -29,6 +34,8 @@ type Target struct {
 	Want    Want
 	Custom  Custom
 	Expires time.Time // the earliest expiry of the metadata that vouched for it
+	// Approval is nil when the site approved exactly these bytes (approve.go), else why not.
+	Approval error
 }
 
 // ErrMetadata marks a metadata refresh that failed verification (a bad signature, an expired
@@ -82,7 +89,12 @@ func Refresh(t Trust) (map[string]Target, error) {
 		if err != nil {
 			continue
 		}
-		out[name] = Target{Name: name, URL: u, Want: Want{Length: tf.Length, SHA256: sum}, Custom: c, Expires: exp}
+		tg := Target{Name: name, URL: u, Want: Want{Length: tf.Length, SHA256: sum}, Custom: c, Expires: exp,
+			Approval: fmt.Errorf("%w: no ota.site_key configured", ErrNotApproved)}
+		if t.SiteKey != nil {
+			tg.Approval = approved(up, t.Site, t.SiteKey, name, tf)
+		}
+		out[name] = tg
 	}
 	return out, nil
 }

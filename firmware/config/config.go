@@ -136,6 +136,7 @@ type OTA struct {
 	TrialJobs           int           `yaml:"trial_jobs"`
 	TrialMinutes        int           `yaml:"trial_minutes"`
 	RequireSiteApproval bool          `yaml:"require_site_approval"`
+	SiteKey             string        `yaml:"site_key"` // the site's ed25519 public key (PEM) approvals are signed with
 }
 
 // Enabled reports whether OTA updates are configured.

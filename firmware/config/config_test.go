@@ -101,7 +101,8 @@ func TestParseErrors(t *testing.T) {
 		{"series timeout", minimal + "dicom:\n  series_timeout: 1h\n", []string{"dicom.series_timeout"}},
 		{"negative retention", minimal + "retention:\n  spool: -1h\n", []string{"retention.spool"}},
 		{"OTA over http", minimal + "ota:\n  repo_url: http://updates.example/\n  trusted_root: r.json\n", []string{"ota.repo_url: must be https"}},
-		{"OTA without root", minimal + "ota:\n  repo_url: https://updates.example/\n", []string{"ota.trusted_root: required"}},
+		{"OTA without root", minimal + "ota:\n  repo_url: https://updates.example/\n  site_key: s.pem\n", []string{"ota.trusted_root: required"}},
+		{"OTA approval without site key", minimal + "ota:\n  repo_url: https://updates.example/\n  trusted_root: r.json\n", []string{"ota.site_key: required"}},
 		{"OTA window", minimal + "ota:\n  window: 22-04\n", []string{"ota.window"}},
 		{"OTA without trial", minimal + "ota:\n  trial_jobs: 0\n  trial_minutes: 0\n", []string{"ota.trial_jobs"}},
 	}

@@ -307,6 +307,9 @@ func (o OTA) validate(p *problems) {
 		if o.TrustedRoot == "" {
 			p.add("ota.trusted_root", "required with repo_url: the TUF root.json that signs updates")
 		}
+		if o.RequireSiteApproval && o.SiteKey == "" {
+			p.add("ota.site_key", "required with require_site_approval: the site's public key (midline ota site-key) that approvals are signed with")
+		}
 	}
 	if o.CheckInterval < time.Minute {
 		p.add("ota.check_interval", "must be at least 1m")
