@@ -27,10 +27,10 @@ import (
 func runOTA(args []string, stdout, stderr io.Writer) int {
 	subs := map[string]func([]string, io.Writer, io.Writer) int{
 		"init": otaInit, "publish": otaPublish, "recall": otaRecall, "serve": otaServe, "push": otaPush,
-		"status": otaStatus, "rotate": otaRotate, "timestamp": otaTimestamp, "approve": otaApprove,
+		"status": otaStatus, "rotate": otaRotate, "timestamp": otaTimestamp, "approve": otaApprove, "site-key": otaSiteKey,
 	}
 	if len(args) == 0 || subs[args[0]] == nil {
-		fmt.Fprintln(stderr, "usage: midline ota init|publish|recall|rotate|timestamp|serve|push|status|approve [flags]")
+		fmt.Fprintln(stderr, "usage: midline ota init|publish|recall|rotate|timestamp|serve|push|status|site-key|approve [flags]")
 		return 2
 	}
 	return subs[args[0]](args[1:], stdout, stderr)
@@ -270,9 +270,41 @@ func otaStatus(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// otaApprove would sign a target with the site key (a second targets signature); it is not
-// implemented, and boxes with ota.require_site_approval refuse to install (ota/README.md).
+// otaSiteKey makes a site's approval key pair (ota/README.md, "Site approval").
+func otaSiteKey(args []string, stdout, stderr io.Writer) int {
+	fs := otaFlags("site-key", stderr)
+	out := fs.String("out", "", "folder for site.pem (private: keep it with the physicist, offline) and site.pub.pem")
+	if fs.Parse(args) != nil || *out == "" {
+		fmt.Fprintln(stderr, "usage: midline ota site-key --out DIR")
+		return 2
+	}
+	priv, pub, err := ota.GenerateSiteKey(*out)
+	if err != nil {
+		return otaFail(stderr, err)
+	}
+	fmt.Fprintf(stdout, "site key %s (keep it offline)\npublic key %s (install on every box of the site as ota.site_key)\n", priv, pub)
+	return 0
+}
+
+// otaApprove signs the site's approval of a target with the site key (a TUF delegated role
+// that only the site key signs) and re-signs the repository's snapshot and timestamp.
 func otaApprove(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "midline ota approve: not implemented in this firmware: site approval with a site key (issue 8) is missing; boxes with ota.require_site_approval: true refuse updates")
-	return 1
+	fs := otaFlags("approve", stderr)
+	repo := fs.String("repo", "", "repository folder")
+	key := fs.String("key", "", "the site's private key (site.pem from midline ota site-key)")
+	site := fs.String("site", "", "site (the boxes' site)")
+	target := fs.String("target", "", "target to approve for clinical use, e.g. dmg-t2-1.1.0.tar")
+	if fs.Parse(args) != nil || *repo == "" || *key == "" || *site == "" || *target == "" {
+		fmt.Fprintln(stderr, "usage: midline ota approve --repo DIR --key SITE.pem --site S --target NAME")
+		return 2
+	}
+	r, err := ota.OpenRepo(*repo, ota.RepoOptions{})
+	if err == nil {
+		err = r.Approve(*key, *site, *target)
+	}
+	if err != nil {
+		return otaFail(stderr, err)
+	}
+	fmt.Fprintf(stdout, "approved %s for site %s; its boxes switch to it on trial at their next check or push\n", *target, *site)
+	return 0
 }

@@ -48,6 +48,7 @@ func (d *Daemon) handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.health()) })
 	mux.HandleFunc("GET /api/events", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.recentEvents()) })
+	mux.HandleFunc("GET /api/ota", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.otaView()) })
 	mux.HandleFunc("GET /api/jobs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.jobs.list()) })
 	mux.HandleFunc("GET /api/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
 		j, ok := d.jobs.get(r.PathValue("id"))
@@ -123,9 +124,10 @@ func (d *Daemon) serveHTTP(ctx context.Context) error {
 }
 
 type pageData struct {
-	Health Health
-	Jobs   []Job
-	Events []Event
+	Health  Health
+	Jobs    []Job
+	Events  []Event
+	Shadows []ShadowView
 }
 
 func (d *Daemon) page(w http.ResponseWriter, r *http.Request) {
@@ -135,7 +137,7 @@ func (d *Daemon) page(w http.ResponseWriter, r *http.Request) {
 	ev = ev[:min(len(ev), 40)]
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	if err := statusPage.Execute(w, pageData{Health: d.health(), Jobs: jobs, Events: ev}); err != nil {
+	if err := statusPage.Execute(w, pageData{Health: d.health(), Jobs: jobs, Events: ev, Shadows: d.shadowViews()}); err != nil {
 		d.log.Error("daemon: status page", "err", err)
 	}
 }

@@ -56,6 +56,7 @@ type Job struct {
 	Preview    string             `json:"preview,omitempty"`
 	Contours   string             `json:"contours,omitempty"`
 	Deliveries []DeliveryRecord   `json:"deliveries,omitempty"`
+	Shadow     *ShadowComparison  `json:"shadow,omitempty"` // a candidate in shadow run on the same series (OTA)
 }
 
 // DeliveryRecord is one destination's part of a job.
@@ -181,6 +182,10 @@ func (j *Job) clone() Job {
 	c.Paths, c.SOPInstanceUIDs, c.Flags = slices.Clone(j.Paths), slices.Clone(j.SOPInstanceUIDs), slices.Clone(j.Flags)
 	c.Deliveries = slices.Clone(j.Deliveries)
 	c.Timings, c.VolumesCM3 = maps.Clone(j.Timings), maps.Clone(j.VolumesCM3)
+	if j.Shadow != nil {
+		s := *j.Shadow
+		c.Shadow = &s
+	}
 	return c
 }
 

@@ -61,13 +61,17 @@ type otaRuntime struct {
 	pending  []ota.Change
 	prepared *ota.Prepared
 	expires  time.Time
+
+	// The worker's own: shadow candidates by sequence and the last committed result's mask.
+	shadows map[string]*pipeline.Model
+	last    *shadowInput
 }
 
 // openSlots seeds models.dir when it is empty (models.seed_dir, else the bundles built into
 // the binary), counts this start against any trial (a crash loop rolls back) and reconciles
 // the active links. A models.dir of bundle folders is loaded as it is, without OTA.
 func (d *Daemon) openSlots() error {
-	d.ota = &otaRuntime{trigger: make(chan OTACommand, 4)}
+	d.ota = &otaRuntime{trigger: make(chan OTACommand, 4), shadows: map[string]*pipeline.Model{}}
 	slots, err := ota.OpenSlots(d.cfg.Models.Dir, seedFS(d.cfg.Models.SeedDir))
 	if errors.Is(err, ota.ErrNoSlots) {
 		d.log.Info("daemon: models.dir holds bundles directly; over-the-air updates are off", "dir", d.cfg.Models.Dir)
@@ -76,14 +80,19 @@ func (d *Daemon) openSlots() error {
 	if err != nil {
 		return fmt.Errorf("daemon: models.dir: %w", err)
 	}
-	var root []byte
+	trust := ota.Trust{RepoURL: d.cfg.OTA.RepoURL, MetaDir: filepath.Join(d.cfg.StateDir, "ota", "tuf"), Site: d.cfg.Site}
 	if d.cfg.OTA.Enabled() {
-		if root, err = os.ReadFile(d.cfg.OTA.TrustedRoot); err != nil {
+		if trust.TrustedRoot, err = os.ReadFile(d.cfg.OTA.TrustedRoot); err != nil {
 			return fmt.Errorf("daemon: ota.trusted_root: %w", err)
 		}
 	}
+	if d.cfg.OTA.Enabled() && d.cfg.OTA.SiteKey != "" {
+		if trust.SiteKey, err = ota.ReadSitePublicKey(d.cfg.OTA.SiteKey); err != nil {
+			return fmt.Errorf("daemon: ota.site_key: %w", err)
+		}
+	}
 	mgr, _, err := ota.NewManager(slots, ota.ManagerOptions{
-		Trust:    ota.Trust{RepoURL: d.cfg.OTA.RepoURL, TrustedRoot: root, MetaDir: filepath.Join(d.cfg.StateDir, "ota", "tuf")},
+		Trust:    trust,
 		StateDir: d.cfg.StateDir, Group: d.cfg.Group, Engine: d.engineOptions(), FirmwareVersion: d.opts.Version,
 		TrialJobs: d.cfg.OTA.TrialJobs, TrialTime: time.Duration(d.cfg.OTA.TrialMinutes) * time.Minute, Report: d.otaReport,
 	})
@@ -221,22 +230,41 @@ func (d *Daemon) otaRun(ctx context.Context, cmd OTACommand) {
 	d.clearAlarm("ota-metadata")
 	d.noteExpiry(targets)
 	d.queueChanges(d.ota.mgr.Recall(targets))
+	approved := d.ota.mgr.Approved(targets) // shadows the site has approved since
+	defer d.jobs.signal()                   // the worker reconciles shadows and switches
 	if cmd.Action == "check" || cmd.Target == "" {
+		d.setPrepared(approved)
 		return
 	}
-	if d.cfg.OTA.RequireSiteApproval {
-		d.otaReport(ota.Report{Phase: ota.PhaseRejected, Target: cmd.Target, Err: errors.New(
-			"ota.require_site_approval is set and site approval (midline ota approve) is not implemented in this firmware")})
+	t, listed := targets[cmd.Target]
+	if s := d.ota.mgr.Shadow(t.Custom.Sequence); listed && s != nil && s.Target == cmd.Target {
+		if !d.setPrepared(approved) {
+			d.otaReport(ota.Report{Phase: ota.PhaseShadow, Target: s.Target, Name: s.Name, Version: s.Version, Sequence: t.Custom.Sequence,
+				Slot: s.Slot, Detail: "already in shadow, waiting for site approval", Err: t.Approval})
+		}
 		return
 	}
 	p, err := d.ota.mgr.Prepare(ctx, targets, cmd.Target)
 	if err != nil {
 		return // reported by the manager
 	}
+	if d.cfg.OTA.RequireSiteApproval && t.Approval != nil {
+		d.ota.mgr.BeginShadow(p, t.Approval)
+		return
+	}
+	d.setPrepared([]*ota.Prepared{p})
+}
+
+// setPrepared hands the worker a bundle to switch to on trial (one at a time: the others wait
+// for the next check); false when there is none.
+func (d *Daemon) setPrepared(ps []*ota.Prepared) bool {
+	if len(ps) == 0 {
+		return false
+	}
 	d.ota.mu.Lock()
-	d.ota.prepared = p
+	d.ota.prepared = ps[0]
 	d.ota.mu.Unlock()
-	d.jobs.signal()
+	return true
 }
 
 // waitWindow waits for ota.window; false when shutting down.
@@ -329,6 +357,7 @@ func (d *Daemon) otaBetweenJobs(ctx context.Context) {
 	for _, ch := range pending {
 		d.swapModel(ctx, ch)
 	}
+	d.reconcileShadows(ctx)
 }
 
 // otaAfterJob counts a finished job against a trial of its model.

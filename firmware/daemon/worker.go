@@ -18,6 +18,7 @@ import (
 
 // worker runs queued jobs one at a time: there is one accelerator.
 func (d *Daemon) worker(ctx context.Context) {
+	defer d.closeShadows()
 	for {
 		d.otaBetweenJobs(ctx) // models switch only here, while no job runs
 		j, ok := d.jobs.next()
@@ -34,6 +35,7 @@ func (d *Daemon) worker(ctx context.Context) {
 		}
 		d.run(ctx, j)
 		d.otaAfterJob(ctx, j.ID)
+		d.shadowRun(ctx, j.ID) // after the result is queued; never sent
 		if ctx.Err() != nil {
 			return
 		}
@@ -149,6 +151,7 @@ func (d *Daemon) process(ctx context.Context, j *Job) (string, string) {
 		j.VolumesCM3[roi.Name] = rd.VolumesCM3[i]
 	}
 	j.Tiles = res.Tiles.TilesRun
+	d.noteResult(j.ID, res) // for a shadow candidate's comparison (shadow.go)
 	d.deliverMu.Lock()
 	ds, err := res.Deliver(d.outbox, cur.destinations, filepath.Join(dir, "to"), j.Paths, j.Generation)
 	if err != nil {
