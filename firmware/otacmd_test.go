@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,8 +36,44 @@ func TestOTARepositoryCommands(t *testing.T) {
 	if !c.Withdrawn || strings.Join(c.Groups, ",") != "ward-a" {
 		t.Fatalf("target %+v", c)
 	}
-	var errb bytes.Buffer
-	if code := run([]string{"ota", "approve"}, &bytes.Buffer{}, &errb); code == 0 || !strings.Contains(errb.String(), "not implemented") {
-		t.Fatalf("approve: %d %s", code, errb.String())
+	// The site's physicist approves the target with the site key.
+	keys := filepath.Join(t.TempDir(), "site")
+	for _, args := range [][]string{
+		{"ota", "publish", "--repo", repo, bundleV(t, "1.1.0")},
+		{"ota", "site-key", "--out", keys},
+		{"ota", "approve", "--repo", repo, "--key", filepath.Join(keys, "site.pem"), "--site", "ward-site", "--target", "dmg-t2-1.1.0.tar"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
+		}
 	}
+	if _, err := os.Stat(filepath.Join(repo, "repository", "1.site-ward-site.json")); err != nil {
+		t.Fatalf("no signed approval: %v", err)
+	}
+	var errb bytes.Buffer
+	if code := run([]string{"ota", "approve", "--repo", repo, "--key", filepath.Join(keys, "site.pem"), "--site", "ward-site",
+		"--target", "dmg-t2-1.0.0.tar"}, &bytes.Buffer{}, &errb); code == 0 || !strings.Contains(errb.String(), "withdrawn") {
+		t.Fatalf("approving a withdrawn target: %d %s", code, errb.String())
+	}
+}
+
+// bundleV copies the shipped T2 bundle under another version.
+func bundleV(t *testing.T, version string) string {
+	t.Helper()
+	src := filepath.Join(testenv.Root(), "models", "dmg-t2")
+	dst := filepath.Join(t.TempDir(), "dmg-t2")
+	os.MkdirAll(dst, 0o755)
+	entries, _ := os.ReadDir(src)
+	for _, e := range entries {
+		b, _ := os.ReadFile(filepath.Join(src, e.Name()))
+		if e.Name() == "model.json" {
+			var m map[string]any
+			json.Unmarshal(b, &m)
+			m["version"] = version
+			b, _ = json.Marshal(m)
+		}
+		os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644)
+	}
+	return dst
 }
