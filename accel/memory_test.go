@@ -52,6 +52,8 @@ func TestPeakRSS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var before goruntime.MemStats
+	goruntime.ReadMemStats(&before)
 	t1 := time.Now()
 	p, err := SegmentVolume(context.Background(), r, b.Meta.Normalization, v)
 	if err != nil {
@@ -59,8 +61,9 @@ func TestPeakRSS(t *testing.T) {
 	}
 	var ms goruntime.MemStats
 	goruntime.ReadMemStats(&ms)
-	t.Logf("rss: segmented in %v (%+v, %+v, reformatted %v): VmHWM %d MB; Go heap now %d MB, %d GCs, GOMEMLIMIT %q",
-		time.Since(t1).Round(time.Millisecond), p.Timings, p.Stats, p.Reformatted, vmHWM(t)>>20, ms.HeapAlloc>>20, ms.NumGC, os.Getenv("GOMEMLIMIT"))
+	t.Logf("rss: segmented in %v (%+v, %+v, reformatted %v): VmHWM %d MB; Go heap now %d MB, %d MB allocated while segmenting, %d GCs, GOMEMLIMIT %q",
+		time.Since(t1).Round(time.Millisecond), p.Timings, p.Stats, p.Reformatted, vmHWM(t)>>20, ms.HeapAlloc>>20,
+		(ms.TotalAlloc-before.TotalAlloc)>>20, ms.NumGC, os.Getenv("GOMEMLIMIT"))
 	goruntime.KeepAlive(v)
 }
 
@@ -83,4 +86,33 @@ func vmHWM(t *testing.T) int64 {
 	}
 	t.Fatal("no VmHWM in /proc/self/status")
 	return 0
+}
+
+// After its first slice, the runner segments a slice of the same size without allocating
+// images: a series makes almost no garbage, so the collector's heap stays near the live data.
+func TestSegmentReusesItsBuffers(t *testing.T) {
+	p := Plan{Size: 32, ScalesMM: []float64{1, 2}, ScaleWeights: []float64{0.7, 0.3}, Overlap: 0.5, RoiGate: 0.05}
+	r, err := NewRunner(&pointModel{size: 32, f: func(q int8) int8 { return q }}, p, &preproc.Resamplers{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := randomSlice(90, 70, 12)
+	s.Spacing = [2]float64{0.8, 0.8}
+	if _, _, err := r.segment(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	var before, after goruntime.MemStats
+	goruntime.ReadMemStats(&before)
+	for range 10 {
+		if _, _, err := r.segment(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	goruntime.ReadMemStats(&after)
+	perSlice := (after.TotalAlloc - before.TotalAlloc) / 10
+	image := uint64(4 * s.Image.Rows * s.Image.Cols)
+	t.Logf("%d bytes allocated per slice (one slice image: %d bytes)", perSlice, image)
+	if perSlice > image/4 {
+		t.Errorf("%d bytes allocated per slice, more than a quarter of one %d-byte slice image", perSlice, image)
+	}
 }

@@ -25,6 +25,50 @@ type Runner struct {
 	fused, acc, wsum []float64
 	// Flip test-time augmentation: the mirrored tile's input and output.
 	flipIn, flipOut []int8
+	scratch         arena // one slice's images, reused by the next slice
+}
+
+// arena hands out float32 buffers that stay valid until reset: the images of one Segment call.
+// Slices of a series ask for the same sizes in the same order, so after the first slice nothing
+// is allocated.
+type arena struct {
+	bufs [][]float32
+	next int
+}
+
+func (a *arena) get(n int) []float32 {
+	if a.next == len(a.bufs) {
+		a.bufs = append(a.bufs, nil)
+	}
+	if cap(a.bufs[a.next]) < n {
+		a.bufs[a.next] = make([]float32, n)
+	}
+	b := a.bufs[a.next][:n]
+	a.next++
+	return b
+}
+
+func (a *arena) reset() { a.next = 0 }
+
+// bufferedResampler is a Resampler that writes into buffers the caller hands it
+// (preproc.Resamplers is one), so that the runner makes no garbage per slice.
+type bufferedResampler interface {
+	ToScaleBuf(src Image, spacing [2]float64, scale float64, buf func(n int) []float32) Image
+	ToNativeBuf(src Image, rows, cols int, buf func(n int) []float32) Image
+}
+
+func (r *Runner) toScale(src Image, spacing [2]float64, scale float64) Image {
+	if b, ok := r.rs.(bufferedResampler); ok {
+		return b.ToScaleBuf(src, spacing, scale, r.scratch.get)
+	}
+	return r.rs.ToScale(src, spacing, scale)
+}
+
+func (r *Runner) toNative(src Image, rows, cols int) Image {
+	if b, ok := r.rs.(bufferedResampler); ok {
+		return b.ToNativeBuf(src, rows, cols, r.scratch.get)
+	}
+	return r.rs.ToNative(src, rows, cols)
 }
 
 // zeroed returns buf resized to n zeros, reusing its memory when it is large enough.
@@ -72,6 +116,16 @@ func NewRunner(m TileModel, p Plan, rs Resampler) (*Runner, error) {
 
 // Segment returns the fused probability of one slice on its native grid.
 func (r *Runner) Segment(ctx context.Context, s Slice) (Image, Stats, error) {
+	p, st, err := r.segment(ctx, s)
+	if err != nil {
+		return Image{}, st, err
+	}
+	return Image{Rows: p.Rows, Cols: p.Cols, Pix: slices.Clone(p.Pix)}, st, nil
+}
+
+// segment is Segment with its result in the runner's scratch: valid until the next call.
+func (r *Runner) segment(ctx context.Context, s Slice) (Image, Stats, error) {
+	r.scratch.reset()
 	var stats Stats
 	if s.Image.Rows <= 0 || s.Image.Cols <= 0 || len(s.Image.Pix) != s.Image.Rows*s.Image.Cols {
 		return Image{}, stats, fmt.Errorf("accel: slice of %dx%d with %d values", s.Image.Rows, s.Image.Cols, len(s.Image.Pix))
@@ -96,18 +150,18 @@ func (r *Runner) Segment(ctx context.Context, s Slice) (Image, Stats, error) {
 		scale := r.plan.ScalesMM[si]
 		zs := make([]Image, len(channels))
 		for c, img := range channels {
-			zs[c] = r.rs.ToScale(img, s.Spacing, scale)
+			zs[c] = r.toScale(img, s.Spacing, scale)
 		}
 		var gate *Image
 		if i > 0 && !r.noGate {
-			g := dilateMax(r.rs.ToScale(coarse, s.Spacing, scale), r.plan.Stride())
+			g := dilateMax(r.toScale(coarse, s.Spacing, scale), r.plan.Stride(), r.scratch.get)
 			gate = &g
 		}
 		ps, err := r.runScale(ctx, zs, s.Fill, gate, &stats)
 		if err != nil {
 			return Image{}, stats, err
 		}
-		native := r.rs.ToNative(ps, s.Image.Rows, s.Image.Cols)
+		native := r.toNative(ps, s.Image.Rows, s.Image.Cols)
 		w := r.plan.ScaleWeights[si]
 		for j, v := range native.Pix {
 			fused[j] += w * float64(v)
@@ -115,7 +169,7 @@ func (r *Runner) Segment(ctx context.Context, s Slice) (Image, Stats, error) {
 		weights += w
 		coarse = native
 	}
-	out := newImage(s.Image.Rows, s.Image.Cols)
+	out := Image{Rows: s.Image.Rows, Cols: s.Image.Cols, Pix: r.scratch.get(len(fused))}
 	for j, v := range fused {
 		out.Pix[j] = float32(v / weights)
 	}
@@ -149,7 +203,8 @@ func (r *Runner) runScale(ctx context.Context, zs []Image, fill float32, gate *I
 			r.blend(acc, wsum, z.Rows, z.Cols, top, left)
 		}
 	}
-	p := newImage(z.Rows, z.Cols)
+	p := Image{Rows: z.Rows, Cols: z.Cols, Pix: r.scratch.get(n)}
+	clear(p.Pix)
 	for i, w := range wsum {
 		if w > 0 {
 			p.Pix[i] = float32(acc[i] / w)
@@ -231,20 +286,20 @@ func windowMax(g Image, top, left, size int) float32 {
 }
 
 // dilateMax is a square maximum filter of half-width k, the window clipped at the edges: a
-// pass along each row, then one along each column.
-func dilateMax(src Image, k int) Image {
-	rows := maxAlong(src, k, 1, src.Cols, src.Cols, src.Rows)
-	return maxAlong(rows, k, src.Cols, 1, src.Rows, src.Cols)
+// pass along each row, then one along each column. buf gives its buffers.
+func dilateMax(src Image, k int, buf func(n int) []float32) Image {
+	rows := maxAlong(src, k, 1, src.Cols, src.Cols, src.Rows, buf)
+	return maxAlong(rows, k, src.Cols, 1, src.Rows, src.Cols, buf)
 }
 
 // maxAlong takes the running maximum of half-width k along `lines` lines of n values each; value
 // i of line l sits at l*lineStep + i*step. It costs O(n) per line whatever k (van Herk and
 // Gil-Werman: within blocks of 2k+1 values, maxima from each block's start and from its end;
 // a window spans at most two blocks).
-func maxAlong(in Image, k, step, lineStep, n, lines int) Image {
-	out := newImage(in.Rows, in.Cols)
+func maxAlong(in Image, k, step, lineStep, n, lines int, buf func(n int) []float32) Image {
+	out := Image{Rows: in.Rows, Cols: in.Cols, Pix: buf(in.Rows * in.Cols)}
 	w := 2*k + 1
-	fromStart, toEnd := make([]float32, n), make([]float32, n)
+	fromStart, toEnd := buf(n), buf(n)
 	for l := range lines {
 		base := l * lineStep
 		at := func(i int) float32 { return in.Pix[base+i*step] }

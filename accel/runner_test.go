@@ -284,7 +284,7 @@ func BenchmarkSegmentFixture(b *testing.B) {
 func TestDilateMaxEqualsTheDefinition(t *testing.T) {
 	img := randomSlice(37, 23, 11).Image
 	for _, k := range []int{0, 1, 2, 5, 11, 22, 40, 64} {
-		got := dilateMax(img, k)
+		got := dilateMax(img, k, func(n int) []float32 { return make([]float32, n) })
 		for r := range img.Rows {
 			for c := range img.Cols {
 				want := float32(math.Inf(-1))

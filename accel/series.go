@@ -57,7 +57,7 @@ func SegmentVolume(ctx context.Context, r *Runner, norm Normalization, v *prepro
 			n := o.NativeSlice(k)
 			s := st.at(k)
 			s.Spacing, s.Fill = c.PixelSpacing, fill
-			p, st, err := r.Segment(ctx, s)
+			p, st, err := r.segment(ctx, s)
 			if err != nil {
 				return nil, fmt.Errorf("accel: slice %d: %w", n, err)
 			}
@@ -96,7 +96,7 @@ func segmentReformatted(ctx context.Context, r *Runner, nm preproc.Normalization
 		s := stack.at(k)
 		s.Spacing, s.Fill = ax.PixelSpacing, fill
 		t1 := time.Now()
-		p, st, err := r.Segment(ctx, s)
+		p, st, err := r.segment(ctx, s)
 		if err != nil {
 			return nil, fmt.Errorf("accel: axial reformat slice %d: %w", k, err)
 		}

@@ -40,6 +40,21 @@ func (rs *Resamplers) ToNative(src Plane, rows, cols int) Plane {
 	return run(r, src)
 }
 
+// ToScaleBuf is ToScale writing into buf(n), a buffer of n values the caller owns (a runner
+// reuses them from slice to slice).
+func (rs *Resamplers) ToScaleBuf(src Plane, spacing [2]float64, scale float64, buf func(n int) []float32) Plane {
+	k := resamplerKey{rows: src.Rows, cols: src.Cols, spacing: spacing, scale: scale}
+	r := rs.get(k, func() (*Resampler, error) { return NewResampler(src.Rows, src.Cols, spacing, scale) })
+	return runInto(r, src, buf)
+}
+
+// ToNativeBuf is ToNative writing into buf(n).
+func (rs *Resamplers) ToNativeBuf(src Plane, rows, cols int, buf func(n int) []float32) Plane {
+	k := resamplerKey{rows: src.Rows, cols: src.Cols, outRows: rows, outCols: cols}
+	r := rs.get(k, func() (*Resampler, error) { return NewResamplerTo(src.Rows, src.Cols, rows, cols) })
+	return runInto(r, src, buf)
+}
+
 func (rs *Resamplers) get(k resamplerKey, mk func() (*Resampler, error)) *Resampler {
 	if r, ok := rs.m[k]; ok {
 		return r
@@ -56,10 +71,14 @@ func (rs *Resamplers) get(k resamplerKey, mk func() (*Resampler, error)) *Resamp
 }
 
 func run(r *Resampler, src Plane) Plane {
+	return runInto(r, src, func(n int) []float32 { return make([]float32, n) })
+}
+
+func runInto(r *Resampler, src Plane, buf func(n int) []float32) Plane {
 	if r == nil || len(src.Pix) != src.Rows*src.Cols {
 		return Plane{}
 	}
-	out := Plane{Rows: r.outR, Cols: r.outC, Pix: make([]float32, r.outR*r.outC)}
+	out := Plane{Rows: r.outR, Cols: r.outC, Pix: buf(r.outR * r.outC)}
 	r.Resample(out.Pix, src.Pix)
 	return out
 }
