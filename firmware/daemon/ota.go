@@ -385,7 +385,8 @@ func (d *Daemon) swapModel(ctx context.Context, ch ota.Change) {
 	old := d.models[ch.Sequence]
 	d.modelsMu.RUnlock()
 	if old != nil && old.Bundle.Dir == ch.Dir && ch.Phase == ota.PhaseCommitted {
-		d.publishOTAState(ota.Report{Phase: ota.PhaseCommitted, Sequence: ch.Sequence})
+		d.publishOTAState(ota.Report{Phase: ota.PhaseCommitted, Sequence: ch.Sequence, Name: old.Bundle.Meta.Name,
+			Version: old.Bundle.Meta.Version, Slot: d.slotOf(ch.Sequence)})
 		return // committing keeps the running model
 	}
 	m, err := pipeline.OpenModel(ctx, ch.Dir, d.engineOptions())

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/midline-rt/midline/firmware/daemon"
+	"github.com/midline-rt/midline/internal/peers"
+)
+
+// asCLI makes this test binary act as `midline` (TestMain), so that a test runs a command such
+// as `midline ota serve` as its own process.
+const asCLI = "MIDLINE_TEST_AS_CLI"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asCLI) != "" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// midlineProcess starts `midline args...` as a process and stops it (SIGTERM) at cleanup.
+func midlineProcess(t *testing.T, listen string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), asCLI+"=1")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	peers.WaitListening(t, listen)
+}
+
+// TestOTAEndToEnd is issue 8's end to end: IT makes a repository with `midline ota init` and
+// `publish --group`, the site's physicist approves the target with `ota site-key` and `ota
+// approve`, `midline ota serve` serves it, and `midline ota push --group` tells both daemons of
+// the group (two device ids) through mosquitto. Both switch on trial, run a T2 study on it,
+// commit, and report `committed` with the new version on their retained ota/state (seen by
+// mosquitto_sub and by `midline ota status`); a series sent after the commit is contoured by
+// the new model and its structure set reaches the planning system.
+func TestOTAEndToEnd(t *testing.T) {
+	broker := peers.Mosquitto(t)
+	sub := peers.Subscribe(t, broker, "midline/#")
+	scp := peers.StartStorescp(t, "PLANNING", 0)
+	work := t.TempDir()
+	repo, keys := filepath.Join(work, "repo"), filepath.Join(work, "site-keys")
+	serveAddr := fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))
+	for _, args := range [][]string{
+		{"ota", "init", "--repo", repo},
+		{"ota", "publish", "--repo", repo, "--group", "ward-a", bundleV(t, "1.1.0")},
+		{"ota", "site-key", "--out", keys},
+		{"ota", "approve", "--repo", repo, "--key", filepath.Join(keys, "site.pem"), "--site", "e2e-site", "--target", "dmg-t2-1.1.0.tar"},
+	} {
+		if code, out, errs := runCLI(args...); code != 0 {
+			t.Fatalf("%v: exit %d: %s%s", args, code, out, errs)
+		}
+	}
+	midlineProcess(t, serveAddr, "ota", "serve", "--repo", repo, "--listen", serveAddr)
+
+	boxes, https := map[string]string{}, map[string]string{} // device id -> DICOM, HTTP address
+	for _, id := range []string{"box-1", "box-2"} {
+		dicomAddr := fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))
+		httpAddr := fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))
+		state := t.TempDir()
+		cfgPath := filepath.Join(t.TempDir(), "midline.yaml")
+		text := fmt.Sprintf(`device_id: %s
+site: e2e-site
+group: ward-a
+state_dir: %s
+dicom:
+  listen: %s
+  series_timeout: 2s
+  disk_low_watermark: 0
+destinations:
+  - {name: planning, ae_title: PLANNING, host: 127.0.0.1, port: %d}
+engine:
+  threads: 1
+models:
+  dir: %s
+  seed_dir: ""
+mqtt:
+  broker: %s
+http:
+  listen: %s
+board:
+  profile: sim
+ota:
+  repo_url: http://%s
+  trusted_root: %s
+  site_key: %s
+  trial_jobs: 1
+  trial_minutes: 0
+`, id, state, dicomAddr, scp.Port, filepath.Join(state, "models"), broker.URL(), httpAddr, serveAddr,
+			filepath.Join(repo, "repository", "1.root.json"), filepath.Join(keys, "site.pub.pem"))
+		if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		startDaemon(t, cfgPath)
+		boxes[id], https[id] = dicomAddr, httpAddr
+	}
+	stateOf := func(id, phase, version string) bool {
+		for _, l := range sub.Lines() {
+			if strings.HasPrefix(l, "midline/v1/e2e-site/"+id+"/ota/state ") && strings.Contains(l, `"phase":"`+phase+`"`) &&
+				(version == "" || strings.Contains(l, `"version":"`+version+`"`)) {
+				return true
+			}
+		}
+		return false
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, l := range sub.Lines() {
+				if strings.Contains(l, "ota") || strings.Contains(l, "job_") {
+					t.Log(l[:min(len(l), 600)])
+				}
+			}
+		}
+	})
+	for id := range boxes { // connected and subscribed: the command is not retained
+		waitUntil(t, id+" online", func() bool { return stateOf(id, "idle", "") && sub.Has("midline/v1/e2e-site/"+id+"/status online") })
+	}
+	if code, out, errs := runCLI("ota", "push", "--broker", broker.URL(), "--site", "e2e-site", "--group", "ward-a",
+		"--target", "dmg-t2-1.1.0.tar", "--now"); code != 0 {
+		t.Fatalf("push: exit %d: %s%s", code, out, errs)
+	}
+	for id, addr := range boxes {
+		waitUntil(t, id+" on trial", func() bool {
+			if stateOf(id, "rejected", "") || stateOf(id, "failed", "") {
+				t.Fatalf("%s did not take the update", id)
+			}
+			return stateOf(id, "trial", "1.1.0")
+		})
+		if out, err := peers.Storescu(t, "MIDLINE", addr, filepath.Join(repoRoot(t), "testdata", "phantom", "seed4", "T2")); err != nil {
+			t.Fatalf("storescu to %s: %v\n%s", id, err, out)
+		}
+	}
+	for id := range boxes {
+		waitUntil(t, id+" committed 1.1.0", func() bool { return stateOf(id, "committed", "1.1.0") })
+	}
+	code, out, errs := runCLI("ota", "status", "--broker", broker.URL(), "--site", "e2e-site", "--json", "--wait", "1s")
+	if code != 0 {
+		t.Fatalf("ota status: exit %d: %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || lines[2] != "2 device(s)" {
+		t.Fatalf("ota status:\n%s", out)
+	}
+	for _, line := range lines[:2] {
+		var s daemon.OTAState
+		if err := json.Unmarshal([]byte(line), &s); err != nil {
+			t.Fatalf("ota status line %q: %v", line, err)
+		}
+		if st := s.Slots["T2"]; st == nil || st.Committed.Version != "1.1.0" || st.Highest != "1.1.0" || st.Trial != nil {
+			t.Fatalf("%s: %+v", s.DeviceID, s.Slots["T2"])
+		}
+	}
+
+	// A series after the switch: contoured by the committed new model, delivered.
+	series, seriesUID := renewT2(t, filepath.Join(repoRoot(t), "testdata", "phantom", "seed4"), t.TempDir())
+	if out, err := peers.Storescu(t, "MIDLINE", boxes["box-1"], series); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	var done map[string]any
+	waitUntil(t, "the job after the switch", func() bool {
+		for _, l := range sub.Lines() {
+			if strings.HasPrefix(l, "midline/v1/e2e-site/box-1/events ") && strings.Contains(l, `"type":"job_done"`) &&
+				strings.Contains(l, seriesUID) {
+				json.Unmarshal([]byte(l[strings.Index(l, " ")+1:]), &done)
+				return true
+			}
+		}
+		return false
+	})
+	if job, _ := done["job"].(map[string]any); job == nil || job["model"] != "dmg-t2 1.1.0" {
+		t.Fatalf("the job after the switch: %v", done)
+	}
+	// Its structure set reaches the planning system and names the new model.
+	var job daemon.Job
+	waitUntil(t, "the delivery", func() bool {
+		code, out, _ := runCLI("jobs", "show", done["job_id"].(string), "--json", "--url", "http://"+https["box-1"])
+		return code == 0 && json.Unmarshal([]byte(out), &job) == nil && len(job.Deliveries) == 1 && job.Deliveries[0].State == "done"
+	})
+	b, err := os.ReadFile(filepath.Join(scp.Dir, "RS."+job.Deliveries[0].SOPUID))
+	if err != nil || !strings.Contains(string(b), "dmg-t2 1.1.0") {
+		t.Fatalf("the structure set at the planning system: %v", err)
+	}
+}
+
+func waitUntil(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * peers.Patience)
+	for time.Now().Before(deadline) {
+		if ok() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("waited in vain for %s", what)
+}
+
+// renewT2 copies the phantom's T2 series with new Series and SOP Instance UIDs of the same
+// lengths (every element keeps its length): a new series for the scanner to send.
+func renewT2(t *testing.T, seed, out string) (string, string) {
+	t.Helper()
+	var st struct {
+		Series map[string]struct {
+			SeriesUID string   `json:"series_instance_uid"`
+			SOPs      []string `json:"sop_instance_uids"`
+		} `json:"series"`
+	}
+	b, err := os.ReadFile(filepath.Join(seed, "study.json"))
+	if err != nil || json.Unmarshal(b, &st) != nil {
+		t.Fatalf("study.json: %v", err)
+	}
+	renew := func(uid string) string { return uid[:len(uid)-1] + string("1234567890"[uid[len(uid)-1]-'0']) }
+	t2 := st.Series["T2"]
+	olds := append([]string{t2.SeriesUID}, t2.SOPs...)
+	files, _ := filepath.Glob(filepath.Join(seed, "T2", "*.dcm"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range olds {
+			data = []byte(strings.ReplaceAll(string(data), o, renew(o)))
+		}
+		if err := os.WriteFile(filepath.Join(out, filepath.Base(f)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out, renew(t2.SeriesUID)
+}
