@@ -22,9 +22,9 @@ func writeRGB(t *testing.T, path string, rows, cols, frames int) {
 		raw := make([]uint8, rows*cols*3)
 		for i := range rows * cols {
 			r, c := i/cols, i%cols
-			raw[3*i] = uint8(r*9 + f)                // red: rises down the image
+			raw[3*i] = uint8(r*9 + f)                  // red: rises down the image
 			raw[3*i+1] = uint8(c * 17 % 256 * (r % 2)) // green: stripes, runs of zeros
-			raw[3*i+2] = uint8(200 - f*40)           // blue: constant, one long run
+			raw[3*i+2] = uint8(200 - f*40)             // blue: constant, one long run
 		}
 		fr = append(fr, &frame.Frame{NativeData: &frame.NativeFrame[uint8]{InternalBitsPerSample: 8,
 			InternalRows: rows, InternalCols: cols, InternalSamplesPerPixel: 3, RawData: raw}})
