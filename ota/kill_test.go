@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -122,5 +123,88 @@ func TestKillAtEveryPhase(t *testing.T) {
 				t.Fatalf("after the restarted update (%v): %+v", err, st)
 			}
 		})
+	}
+}
+
+// TestKillAtRandomPoints kills the update child with SIGKILL at random moments of its work
+// (uniform over the time an uninterrupted run takes; the seed is logged), until there have been
+// 43 kills: with TestKillAtEveryPhase's 7, 50 rounds. After every kill the box opens on a
+// self-tested model that is committed or on trial, the slots agree with the active link, and
+// the update run again completes (or, after a crash-looping trial, rolls back and completes on
+// a new command).
+func TestKillAtRandomPoints(t *testing.T) {
+	r := newRig(t)
+	name := r.publish(bundle(t, "1.1.0", nil))
+	rootPath := filepath.Join(t.TempDir(), "root.json")
+	os.WriteFile(rootPath, r.trust, 0o644)
+	srv := httptest.NewServer(http.FileServer(http.Dir(r.repo.Served())))
+	defer srv.Close()
+	start := func(state string) (*exec.Cmd, chan error) {
+		spec, _ := json.Marshal(childSpec{RepoURL: srv.URL, Root: rootPath, State: state, Target: name})
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"="+string(spec))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		return cmd, done
+	}
+	// How long a whole run takes here: the range the kills are drawn from (not an assertion).
+	t0 := time.Now()
+	if _, done := start(t.TempDir()); <-done != nil {
+		t.Fatal("an uninterrupted update failed")
+	}
+	span := time.Since(t0)
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	t.Logf("seed %d, an uninterrupted run takes %s", seed, span)
+	kills, outcomes := 0, map[string]int{}
+	for round := 0; kills < 43 && round < 120; round++ {
+		state := t.TempDir()
+		cmd, done := start(state)
+		var err error
+		select {
+		case err = <-done: // finished before the kill: not a kill round
+		case <-time.After(time.Duration(rng.Int64N(int64(span)))):
+			cmd.Process.Kill()
+			err = <-done
+		}
+		if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			continue
+		}
+		kills++
+		r.state, r.models = state, filepath.Join(state, "models")
+		if _, err := os.Stat(filepath.Join(r.models, "slots.json")); err != nil {
+			outcomes["before seeding"]++ // killed before the first slots.json: the box seeds at start
+		}
+		r.box()
+		v := r.activeVersion() // loads and self-tests the active slot
+		st := r.mgr.Snapshot().Sequences["T2"]
+		link, _ := os.Readlink(filepath.Join(r.models, "T2", "active"))
+		switch {
+		case st.Trial != nil && st.Trial.Version == v && link == "slot-"+st.Trial.Slot:
+			outcomes["trial "+v]++
+		case st.Trial == nil && st.Committed.Version == v && link == "slot-"+st.Committed.Slot:
+			outcomes["committed "+v]++
+		default:
+			t.Fatalf("round %d: running %s from %s, slots %+v", round, v, link, st)
+		}
+		if _, done := start(state); <-done != nil && st.Trial == nil {
+			t.Fatalf("round %d: the restarted update failed", round)
+		}
+		r.box()
+		st = r.mgr.Snapshot().Sequences["T2"]
+		for i := 0; i < 2 && st.Trial != nil; i++ { // the rig's trial_jobs: jobs run on the trial model
+			r.mgr.JobResult("T2", true, time.Now())
+			st = r.mgr.Snapshot().Sequences["T2"]
+		}
+		if st.Committed.Version != "1.1.0" || r.activeVersion() != "1.1.0" {
+			t.Fatalf("round %d: after the restarted update: %+v", round, st)
+		}
+	}
+	t.Logf("%d kills; states found after them: %v", kills, outcomes)
+	if kills < 43 {
+		t.Fatalf("only %d runs were killed mid-work", kills)
 	}
 }
