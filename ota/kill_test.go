@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(childEnv); spec != "" {
 		os.Exit(runChild(spec))
 	}
+	if spec := os.Getenv(fullEnv); spec != "" {
+		os.Exit(runFullChild(spec))
+	}
 	os.Exit(m.Run())
 }
 
