@@ -192,19 +192,35 @@ func (a *Association) StoreFile(path string) (Status, error) {
 	if err != nil {
 		return 0, err
 	}
-	if a.Accepted(meta.SOPClassUID, meta.TransferSyntax) || !transcodable(meta.TransferSyntax) {
+	if a.Accepted(meta.SOPClassUID, meta.TransferSyntax) {
 		return a.Store(meta.SOPClassUID, meta.SOPInstanceUID, meta.TransferSyntax, io.NewSectionReader(f, meta.DataOffset, st.Size()-meta.DataOffset))
 	}
+	fallback := ""
 	for _, ts := range uncompressedFallback {
 		if a.Accepted(meta.SOPClassUID, ts) {
-			data, err := transcode(path, ts)
-			if err != nil {
-				return 0, err
-			}
-			return a.Store(meta.SOPClassUID, meta.SOPInstanceUID, ts, bytes.NewReader(data))
+			fallback = ts
+			break
 		}
 	}
-	return 0, fmt.Errorf("%w for %s in %s or an uncompressed syntax", ErrNoContext, meta.SOPClassUID, meta.TransferSyntax)
+	switch {
+	case fallback == "":
+		return 0, fmt.Errorf("%w: %s: the peer accepts %s neither in %s nor uncompressed", ErrNoContext, path, meta.SOPClassUID, tsName(meta.TransferSyntax))
+	case !transcodable(meta.TransferSyntax):
+		return 0, fmt.Errorf("%w: %s: the peer does not accept %s and Midline cannot decompress it to send it uncompressed", ErrNoContext, path, tsName(meta.TransferSyntax))
+	}
+	data, err := transcode(path, fallback)
+	if err != nil {
+		return 0, err
+	}
+	return a.Store(meta.SOPClassUID, meta.SOPInstanceUID, fallback, bytes.NewReader(data))
+}
+
+// tsName names a transfer syntax for people: its name where Midline knows it, else its UID.
+func tsName(uid string) string {
+	if t, ok := lookupTransferSyntax(uid); ok {
+		return t.Name + " (" + uid + ")"
+	}
+	return "transfer syntax " + uid
 }
 
 // response reads PDUs until the command of the answer to the last request is complete.

@@ -35,7 +35,7 @@ func Echo(ctx context.Context, addr string, o ClientOptions) error {
 // SendFiles sends Part 10 files over one association, proposing one context per SOP class and
 // transfer syntax found in the files, and sending each data set as it is in its file. Beside
 // them it proposes an uncompressed context per SOP class; when the peer accepts only that, the
-// data set is transcoded (never an RLE one). Per-file
+// data set is transcoded (RLE Lossless frames are decoded). Per-file
 // outcomes are in the results; the error is for the association as a whole.
 func SendFiles(ctx context.Context, addr string, o ClientOptions, paths []string) ([]SendResult, error) {
 	results := make([]SendResult, len(paths))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -75,16 +76,55 @@ func TestSeriesSignalsWithStorescu(t *testing.T) {
 	})
 }
 
-// TestSendReportsUnacceptedSyntax sends an RLE file to a storescp that accepts only uncompressed
-// syntaxes: the file fails with ErrNoContext, the others go through.
-func TestSendReportsUnacceptedSyntax(t *testing.T) {
+// TestSendDecodesRLEForUncompressedPeer sends RLE Lossless files (16-bit grayscale multi-frame,
+// and 8-bit RGB with three segments per frame) to storescp instances that accept only uncompressed
+// syntaxes: our SCU decodes the frames and sends them uncompressed, and storescp's copy holds the
+// data set of the uncompressed original that dcmcrle compressed (compared after dcmconv).
+func TestSendDecodesRLEForUncompressedPeer(t *testing.T) {
+	dir := t.TempDir()
+	mr, mrRLE := filepath.Join(dir, "mr.dcm"), filepath.Join(dir, "mr_rle.dcm")
+	writeFrames(t, mr, 33, 17, 2, 16) // odd width, two frames, values in both bytes
+	mustDcmtk(t, "dcmcrle", mr, mrRLE)
+	rgb, rgbRLE := filepath.Join(dir, "rgb.dcm"), filepath.Join(dir, "rgb_rle.dcm")
+	writeRGB(t, rgb, 7, 13, 2)
+	mustDcmtk(t, "dcmcrle", rgb, rgbRLE)
+	for _, tc := range []struct {
+		name, peer, original, sent, wantTS string
+	}{
+		{"mr 16-bit to explicit or implicit", "+x=", mr, mrRLE, ExplicitVRLittleEndian},
+		{"rgb to implicit only", "+xi", rgb, rgbRLE, ImplicitVRLittleEndian},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port, dir := startStorescp(t, tc.peer)
+			res, err := SendFiles(context.Background(), "127.0.0.1:"+port, ClientOptions{CalledAE: "STORESCP"}, []string{tc.sent})
+			if err != nil || res[0].Err != nil {
+				t.Fatalf("%v %+v", err, res)
+			}
+			got, err := filepath.Glob(filepath.Join(dir, "*"))
+			if err != nil || len(got) != 1 {
+				t.Fatalf("storescp stored %v", got)
+			}
+			if ts := fileMeta(t, got[0]).TransferSyntax; ts != tc.wantTS {
+				t.Errorf("arrived in %s, want %s", ts, tc.wantTS)
+			}
+			sameDataSet(t, tc.original, got[0], false)
+		})
+	}
+}
+
+// TestSendReportsUndecodableSyntax sends a JPEG Lossless file (made by dcmcjpeg) to a storescp
+// that accepts only uncompressed syntaxes: Midline cannot decompress it, so that file fails with
+// ErrNoContext and a message saying why, and the next file of the association still goes.
+func TestSendReportsUndecodableSyntax(t *testing.T) {
+	jpeg := filepath.Join(t.TempDir(), "jpeg.dcm")
+	mustDcmtk(t, "dcmcjpeg", "+e1", "testdata/mr_small_explicit.dcm", jpeg)
 	port, _ := startStorescp(t, "+x=")
 	res, err := SendFiles(context.Background(), "127.0.0.1:"+port, ClientOptions{CalledAE: "STORESCP"},
-		[]string{"testdata/mr_small_rle.dcm", "testdata/mr_small_explicit.dcm"})
+		[]string{jpeg, "testdata/mr_small_explicit.dcm"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !errors.Is(res[0].Err, ErrNoContext) || res[1].Err != nil {
+	if !errors.Is(res[0].Err, ErrNoContext) || !strings.Contains(res[0].Err.Error(), "cannot decompress") || res[1].Err != nil {
 		t.Errorf("results %+v", res)
 	}
 }
