@@ -168,6 +168,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Board, error) {
 	if opts.Profile != nil {
 		prof = *opts.Profile
 	}
+	prof = cfg.applyTo(prof)
 	o := opts.withDefaults()
 	b := &Board{cfg: cfg, prof: prof, opts: o, log: o.Logger.With("profile", prof.Name),
 		thermal: newThermal(cfg.ThermalHighC, cfg.ThermalLowC), led: &indicator{},

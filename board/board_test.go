@@ -20,6 +20,7 @@ import (
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpiotest"
 	"periph.io/x/conn/v3/i2c"
+	"periph.io/x/conn/v3/i2c/i2ctest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -245,6 +246,17 @@ func TestConfigValidate(t *testing.T) {
 		{name: "unsorted curve", cfg: Config{FanCurve: []FanPoint{{60, 50}, {40, 30}}}, want: "fan_curve"},
 		{name: "duty over 100", cfg: Config{FanCurve: []FanPoint{{40, 130}}}, want: "fan_curve[0]"},
 		{name: "duty falls", cfg: Config{FanCurve: []FanPoint{{40, 50}, {60, 30}}}, want: "fan_curve[1]"},
+		{name: "carrier parts", cfg: Config{Profile: ProfileCoral, LEDPin: "GPIO6", FanPWMPin: "PWM1", I2CSensors: []I2CSensorSpec{
+			{Name: "enclosure", Bus: "/dev/i2c-1", Addr: 0x77, Part: "bme280"}, {Name: "inlet", Bus: "1", Addr: 0x1f, Part: "mcp9808"}}}},
+		{name: "pins on sim", cfg: Config{LEDPin: "GPIO6"}, want: "sim profile has no GPIO"},
+		{name: "pin with a space", cfg: Config{Profile: ProfileCoral, LEDPin: "GPIO 6"}, want: "board.led_pin"},
+		{name: "one pin twice", cfg: Config{Profile: ProfileCoral, LEDPin: "GPIO6", FanPWMPin: "GPIO6"}, want: "both name pin GPIO6"},
+		{name: "unknown part", cfg: Config{Profile: ProfileCoral, I2CSensors: []I2CSensorSpec{{Name: "a", Bus: "/dev/i2c-1", Addr: 0x48, Part: "tmp102"}}}, want: "i2c_sensors[0].part"},
+		{name: "address of another part", cfg: Config{Profile: ProfileCoral, I2CSensors: []I2CSensorSpec{{Name: "a", Bus: "/dev/i2c-1", Addr: 0x18, Part: "bme280"}}}, want: "i2c_sensors[0].addr: 0x18"},
+		{name: "no bus", cfg: Config{Profile: ProfileCoral, I2CSensors: []I2CSensorSpec{{Name: "a", Addr: 0x18, Part: "mcp9808"}}}, want: "i2c_sensors[0].bus"},
+		{name: "no name", cfg: Config{Profile: ProfileCoral, I2CSensors: []I2CSensorSpec{{Bus: "/dev/i2c-1", Addr: 0x18, Part: "mcp9808"}}}, want: "i2c_sensors[0].name"},
+		{name: "name twice", cfg: Config{Profile: ProfileCoral, I2CSensors: []I2CSensorSpec{
+			{Name: "a", Bus: "/dev/i2c-1", Addr: 0x18, Part: "mcp9808"}, {Name: "a", Bus: "/dev/i2c-1", Addr: 0x19, Part: "mcp9808"}}}, want: "i2c_sensors[1].name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -388,6 +400,39 @@ func TestGPIOParts(t *testing.T) {
 	}
 	if led.Read() != gpio.Low || fan.D != gpio.DutyMax {
 		t.Fatalf("after Close: LED %v, fan duty %v; want off and full", led.Read(), fan.D)
+	}
+}
+
+// TestConfigNamesCarrierParts: board.led_pin and board.i2c_sensors put a carrier board's LED
+// and BME280 in place of the built-in profile's (no LED, an MCP9808 at 0x18), without code.
+func TestConfigNamesCarrierParts(t *testing.T) {
+	led := &gpiotest.Pin{N: "GPIO6"}
+	bus := &i2ctest.Playback{Ops: append(append(append([]i2ctest.IO(nil), bme280Ops...), bme280Read...), bme280Read...), DontPanic: true} // probed at New, then sampled
+	var logs logBuf
+	o := testOptions(copyTree(t, ProfileCoral), &logs)
+	o.PinByName = func(n string) gpio.PinIO {
+		if n == "GPIO6" {
+			return led
+		}
+		return nil
+	}
+	o.OpenI2C = playbackOpener(t, bus)
+	cfg := Config{Profile: ProfileCoral, LEDPin: "GPIO6",
+		I2CSensors: []I2CSensorSpec{{Name: "enclosure", Bus: "/dev/i2c-1", Addr: 0x76, Part: "bme280"}}}
+	b := newTestBoard(t, cfg, o)
+	if m := b.Missing(); len(m) != 0 {
+		t.Fatalf("missing %+v, want none: the LED pin and the sensor come from the configuration", m)
+	}
+	r := b.Sample(context.Background())
+	if got := r.Temperatures[len(r.Temperatures)-1]; got.Name != "enclosure" || got.Celsius != 25.08 || !got.OK {
+		t.Fatalf("enclosure reading %+v", got)
+	}
+	b.led.start()
+	if err := b.led.tick(); err != nil || led.Read() != gpio.High {
+		t.Fatalf("ready LED on GPIO6: %v, %v", led.Read(), err)
+	}
+	if err := b.Close(); err != nil { // Playback.Close: every transaction was used
+		t.Fatal(err)
 	}
 }
 

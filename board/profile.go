@@ -40,10 +40,10 @@ type Profile struct {
 // I2CSensorSpec names an optional I²C temperature sensor: its bus (i2creg name), address and
 // part: "mcp9808" (addresses 0x18..0x1f) or "bme280" (0x76, 0x77; a BMP280 works too).
 type I2CSensorSpec struct {
-	Name string
-	Bus  string
-	Addr uint16
-	Part string
+	Name string `yaml:"name" json:"name"`
+	Bus  string `yaml:"bus" json:"bus"`
+	Addr uint16 `yaml:"addr" json:"addr"`
+	Part string `yaml:"part" json:"part"`
 }
 
 // profiles are the built-in boards. Their paths come from the kernel's documented ABIs and the

@@ -1,13 +1,15 @@
 package config
 
 import (
-	"github.com/midline-rt/midline/contour"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/midline-rt/midline/board"
+	"github.com/midline-rt/midline/contour"
 	"github.com/midline-rt/midline/preproc"
 )
 
@@ -46,6 +48,25 @@ func TestDefaultsAndOverrides(t *testing.T) {
 	}
 	if c.Destinations[0].Profile.HoleMode != contour.HolesSeparate || c.Models.Dir != "/var/lib/midline/models" {
 		t.Errorf("derived defaults: %+v %+v", c.Destinations[0].Profile, c.Models)
+	}
+}
+
+// TestBoardCarrierKeys: the GPIO pin names and I²C sensors of a carrier board decode from YAML
+// (addresses in hex, as datasheets give them), and a wrong address names its key.
+func TestBoardCarrierKeys(t *testing.T) {
+	const carrier = "device_id: a\nsite: b\nboard:\n  profile: coral-devboard\n  led_pin: GPIO6\n  fan_pwm_pin: PWM1\n" +
+		"  i2c_sensors:\n    - {name: enclosure, bus: /dev/i2c-1, addr: 0x77, part: bme280}\n"
+	c, err := Parse([]byte(carrier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []board.I2CSensorSpec{{Name: "enclosure", Bus: "/dev/i2c-1", Addr: 0x77, Part: "bme280"}}
+	if c.Board.LEDPin != "GPIO6" || c.Board.FanPWMPin != "PWM1" || !reflect.DeepEqual(c.Board.I2CSensors, want) {
+		t.Fatalf("board = %+v", c.Board)
+	}
+	_, err = Parse([]byte(strings.Replace(carrier, "0x77", "0x18", 1)))
+	if err == nil || !strings.Contains(err.Error(), "board.i2c_sensors[0].addr: 0x18") {
+		t.Fatalf("wrong address: %v", err)
 	}
 }
 
