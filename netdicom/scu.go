@@ -21,6 +21,9 @@ type ClientOptions struct {
 	Timeout   time.Duration // for the connection and each answer; 0: 30 s
 }
 
+// defaultClientTimeout bounds the SCU's connection and each answer when ClientOptions give none.
+const defaultClientTimeout = 30 * time.Second
+
 func (o ClientOptions) withDefaults() ClientOptions {
 	if o.CallingAE == "" {
 		o.CallingAE = "MIDLINE"
@@ -32,7 +35,7 @@ func (o ClientOptions) withDefaults() ClientOptions {
 		o.MaxPDU = DefaultMaxPDU
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = 30 * time.Second
+		o.Timeout = defaultClientTimeout
 	}
 	return o
 }

@@ -21,7 +21,7 @@ var ErrNotSent = errors.New("netdicom: not sent")
 
 // Echo opens an association, sends one C-ECHO and releases it.
 func Echo(ctx context.Context, addr string, o ClientOptions) error {
-	a, err := Dial(ctx, addr, o, []PresentationContext{{AbstractSyntax: VerificationUID, TransferSyntax: []string{ImplicitVRLittleEndian}}})
+	a, err := Dial(ctx, addr, o, []PresentationContext{{AbstractSyntax: VerificationUID, TransferSyntax: echoSyntaxes}})
 	if err != nil {
 		return err
 	}

@@ -179,3 +179,26 @@ func lookupTransferSyntax(uid string) (TransferSyntax, bool) {
 	}
 	return TransferSyntax{}, false
 }
+
+// echoSyntaxes are the transfer syntaxes the C-ECHO SCU proposes.
+var echoSyntaxes = []string{ImplicitVRLittleEndian}
+
+// ReceivedAttribute is one attribute the receiver reads from a received data set, and why.
+type ReceivedAttribute struct {
+	Tag   string
+	Name  string // the HeadInfo field that holds it
+	Usage string
+}
+
+// ReceivedAttributes lists every attribute netdicom reads from a received instance (HeadInfo);
+// nothing else is read or changed on the way to the spool.
+var ReceivedAttributes = []ReceivedAttribute{
+	{"(0008,0016)", "SOPClassUID", "must equal the C-STORE command's Affected SOP Class UID (else 0xA900); selects the disposition"},
+	{"(0008,0018)", "SOPInstanceUID", "must equal the command's Affected SOP Instance UID (else 0xA900); names the spool file, makes re-sends idempotent"},
+	{"(0020,000D)", "StudyInstanceUID", "read with the others; not used to accept, store or group"},
+	{"(0020,000E)", "SeriesInstanceUID", "groups instances into a series (series assembly)"},
+	{"(0008,0060)", "Modality", "read with the others; not used to accept, store or group"},
+	{"(0020,0013)", "InstanceNumber", "orders a series' instances in its event (then SOP Instance UID)"},
+	{"(0020,1002)", "ImagesInAcquisition", "expected-count hint: a series with that many instances is ready before its quiet period"},
+	{"(0028,0008)", "NumberOfFrames", "above 1 (Enhanced MR), the end of the association that brought it releases the series early"},
+}
