@@ -98,8 +98,7 @@ FUZZERS := netdicom:FuzzPDU netdicom:FuzzReadHead netdicom:FuzzDecodeRLE netdico
 	accel:FuzzParseBundleMeta board:FuzzParseSimScript board:FuzzParseMilliC preproc:FuzzLoadInstance \
 	firmware/config:FuzzParse firmware/mqtt:FuzzDecodeRecord ota:FuzzUnpack ota:FuzzParseCustom
 fuzz-short:
-	@for pf in $(FUZZERS); do p=$${pf%%:*}; f=$${pf#*:}; \
-		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZ_TIME) ./$$p || exit 1; done
+	@GO=$(GO) scripts/fuzz-short.sh $(FUZZ_TIME) $(FUZZERS)
 
 # The fixture's goldens are remade by TensorFlow in Python and must equal the committed ones, so
 # they can neither drift nor have come from the Go side.
