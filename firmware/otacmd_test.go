@@ -12,6 +12,9 @@ import (
 	"github.com/midline-rt/midline/ota"
 )
 
+// shippedT2 is the version of the shipped T2 bundle the slots are seeded from.
+var shippedT2 = testenv.ShippedVersion("dmg-t2")
+
 // TestOTARepositoryCommands runs init, publish (the shipped bundle, under a new repository),
 // recall and timestamp as IT would, and reads the result back.
 func TestOTARepositoryCommands(t *testing.T) {
@@ -20,7 +23,7 @@ func TestOTARepositoryCommands(t *testing.T) {
 	for _, args := range [][]string{
 		{"ota", "init", "--repo", repo},
 		{"ota", "publish", "--repo", repo, "--group", "ward-a", bundle},
-		{"ota", "recall", "--repo", repo, "--target", "dmg-t2-1.0.0.tar"},
+		{"ota", "recall", "--repo", repo, "--target", "dmg-t2-" + shippedT2 + ".tar"},
 		{"ota", "timestamp", "--repo", repo},
 	} {
 		var out, errb bytes.Buffer
@@ -32,7 +35,7 @@ func TestOTARepositoryCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := r.Targets()["dmg-t2-1.0.0.tar"]
+	c := r.Targets()["dmg-t2-"+shippedT2+".tar"]
 	if !c.Withdrawn || strings.Join(c.Groups, ",") != "ward-a" {
 		t.Fatalf("target %+v", c)
 	}
@@ -53,7 +56,7 @@ func TestOTARepositoryCommands(t *testing.T) {
 	}
 	var errb bytes.Buffer
 	if code := run([]string{"ota", "approve", "--repo", repo, "--key", filepath.Join(keys, "site.pem"), "--site", "ward-site",
-		"--target", "dmg-t2-1.0.0.tar"}, &bytes.Buffer{}, &errb); code == 0 || !strings.Contains(errb.String(), "withdrawn") {
+		"--target", "dmg-t2-" + shippedT2 + ".tar"}, &bytes.Buffer{}, &errb); code == 0 || !strings.Contains(errb.String(), "withdrawn") {
 		t.Fatalf("approving a withdrawn target: %d %s", code, errb.String())
 	}
 }

@@ -95,12 +95,12 @@ func TestShadowUntilApproved(t *testing.T) {
 	if err := r.mgr.BeginShadow(p, targets[name].Approval); err != nil {
 		t.Fatal(err)
 	}
-	if r.lastPhase().Phase != PhaseShadow || r.activeVersion() != "1.0.0" {
+	if r.lastPhase().Phase != PhaseShadow || r.activeVersion() != shippedT2 {
 		t.Fatalf("after shadow: %+v, running %s", r.lastPhase(), r.activeVersion())
 	}
 	r.box() // a restart keeps the shadow and the committed model
 	st := r.mgr.Snapshot().Sequences["T2"]
-	if st.Shadow == nil || st.Shadow.Version != "1.1.0" || st.Trial != nil || r.activeVersion() != "1.0.0" {
+	if st.Shadow == nil || st.Shadow.Version != "1.1.0" || st.Trial != nil || r.activeVersion() != shippedT2 {
 		t.Fatalf("after restart: %+v", st)
 	}
 	if got := r.mgr.Approved(targets); len(got) != 0 {

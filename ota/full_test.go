@@ -164,8 +164,8 @@ func TestStateFolderFull(t *testing.T) {
 			if res.Phase != PhaseRejected || !res.NoSpace || !strings.Contains(res.Err, tt.detail) {
 				t.Fatalf("want rejected with ErrNoSpace (%q): %+v", tt.detail, res)
 			}
-			if res.Active != "1.0.0" || res.Slots.Committed.Version != "1.0.0" || res.Slots.Committed.Slot != "a" ||
-				res.Slots.Trial != nil || res.Slots.Shadow != nil || res.Slots.Highest != "1.0.0" {
+			if res.Active != shippedT2 || res.Slots.Committed.Version != shippedT2 || res.Slots.Committed.Slot != "a" ||
+				res.Slots.Trial != nil || res.Slots.Shadow != nil || res.Slots.Highest != shippedT2 {
 				t.Fatalf("the running model changed: %+v", res)
 			}
 			if res.Staging != 0 || res.FreeAfter < tt.free-64<<10 {

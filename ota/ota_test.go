@@ -12,7 +12,12 @@ import (
 	"time"
 
 	"github.com/midline-rt/midline/accel"
+
+	"github.com/midline-rt/midline/internal/testenv"
 )
+
+// shippedT2 is the version of the shipped T2 bundle the slots are seeded from.
+var shippedT2 = testenv.ShippedVersion("dmg-t2")
 
 func TestUpdateCommitsAfterTrial(t *testing.T) {
 	r := newRig(t)
@@ -28,8 +33,8 @@ func TestUpdateCommitsAfterTrial(t *testing.T) {
 		t.Fatalf("active %s after the switch", v)
 	}
 	st := r.mgr.Snapshot().Sequences["T2"]
-	if st.Trial == nil || st.Committed.Version != "1.0.0" {
-		t.Fatalf("want a trial over committed 1.0.0: %+v", st)
+	if st.Trial == nil || st.Committed.Version != shippedT2 {
+		t.Fatalf("want a trial over the shipped version: %+v", st)
 	}
 	r.mgr.JobResult("T2", true, time.Now())
 	if r.mgr.Snapshot().Sequences["T2"].Trial == nil {
@@ -40,7 +45,7 @@ func TestUpdateCommitsAfterTrial(t *testing.T) {
 		t.Fatalf("changes %+v", ch)
 	}
 	st = r.mgr.Snapshot().Sequences["T2"]
-	if st.Committed.Version != "1.1.0" || st.Highest != "1.1.0" || st.Previous.Version != "1.0.0" {
+	if st.Committed.Version != "1.1.0" || st.Highest != "1.1.0" || st.Previous.Version != shippedT2 {
 		t.Fatalf("after commit: %+v", st)
 	}
 	var phases []string
@@ -97,7 +102,7 @@ func TestRejectedLeavesModelAlone(t *testing.T) {
 			return n
 		}, ErrMetadata},
 		{"downgrade", func(r *rig) string { return r.publish(bundle(r.t, "0.9.0", nil)) }, ErrDowngrade},
-		{"same version", func(r *rig) string { return r.publish(bundle(r.t, "1.0.0", nil)) }, ErrDowngrade},
+		{"same version", func(r *rig) string { return r.publish(bundle(r.t, shippedT2, nil)) }, ErrDowngrade},
 		{"wrong sequence", func(r *rig) string {
 			return r.publish(bundle(r.t, "1.1.0", func(m map[string]any) { m["sequence"] = "FLAIR" }))
 		}, ErrSequence},
@@ -135,7 +140,7 @@ func TestRejectedLeavesModelAlone(t *testing.T) {
 			if after, _ := os.ReadFile(filepath.Join(r.models, slotsFile)); !bytes.Equal(before, after) {
 				t.Fatalf("slots.json changed:\n%s\n%s", before, after)
 			}
-			if v := r.activeVersion(); v != "1.0.0" {
+			if v := r.activeVersion(); v != shippedT2 {
 				t.Fatalf("running %s", v)
 			}
 			if c.want != ErrMetadata && r.lastPhase().Phase != PhaseRejected {
@@ -180,7 +185,7 @@ func TestTruncatedDownloadResumes(t *testing.T) {
 	})
 	_, err := r.update(name)
 	wantErr(t, err, ErrTruncated)
-	if r.lastPhase().Phase != PhaseFailed || r.activeVersion() != "1.0.0" {
+	if r.lastPhase().Phase != PhaseFailed || r.activeVersion() != shippedT2 {
 		t.Fatalf("after the cut: %+v", r.lastPhase())
 	}
 	if _, err := r.update(name); err != nil {
@@ -210,10 +215,10 @@ func TestRollbacks(t *testing.T) {
 			t.Fatal(err)
 		}
 		ch := r.mgr.JobResult("T2", false, time.Now())
-		if len(ch) != 1 || ch[0].Phase != PhaseRolledBack || r.activeVersion() != "1.0.0" {
+		if len(ch) != 1 || ch[0].Phase != PhaseRolledBack || r.activeVersion() != shippedT2 {
 			t.Fatalf("changes %+v", ch)
 		}
-		if st := r.mgr.Snapshot().Sequences["T2"]; st.Highest != "1.0.0" || st.Trial != nil {
+		if st := r.mgr.Snapshot().Sequences["T2"]; st.Highest != shippedT2 || st.Trial != nil {
 			t.Fatalf("state %+v", st)
 		}
 	})
@@ -230,7 +235,7 @@ func TestRollbacks(t *testing.T) {
 			}
 		}
 		r.box()
-		if v := r.activeVersion(); v != "1.0.0" || r.lastPhase().Phase != PhaseRolledBack {
+		if v := r.activeVersion(); v != shippedT2 || r.lastPhase().Phase != PhaseRolledBack {
 			t.Fatalf("after a crash loop: %s, %+v", v, r.lastPhase())
 		}
 	})
@@ -252,7 +257,7 @@ func TestRollbacks(t *testing.T) {
 			t.Fatal(err)
 		}
 		ch := r.mgr.Recall(targets)
-		if len(ch) != 1 || ch[0].Phase != PhaseReverted || r.activeVersion() != "1.0.0" {
+		if len(ch) != 1 || ch[0].Phase != PhaseReverted || r.activeVersion() != shippedT2 {
 			t.Fatalf("changes %+v, phase %+v", ch, r.lastPhase())
 		}
 		// Anti-rollback still holds: 1.1.0 stays the highest committed.

@@ -17,6 +17,9 @@ import (
 	"github.com/midline-rt/midline/ota"
 )
 
+// shippedT2 is the version of the shipped T2 bundle the slots are seeded from.
+var shippedT2 = testenv.ShippedVersion("dmg-t2")
+
 // newVersion copies the shipped T2 bundle with another version in model.json (same weights,
 // so the self-test passes).
 func newVersion(t *testing.T, version string) string {
@@ -64,7 +67,7 @@ func TestOTAThroughMQTT(t *testing.T) {
 		c.OTA.RepoURL, c.OTA.TrustedRoot = srv.URL, filepath.Join(repo.Served(), "1.root.json")
 		c.OTA.RequireSiteApproval, c.OTA.TrialJobs = false, 1
 	})
-	if m := r.d.modelList(); len(m) != 2 || m[0].Slot != "a" || m[0].Version != "1.0.0" {
+	if m := r.d.modelList(); len(m) != 2 || m[0].Slot != "a" || m[0].Version != shippedT2 {
 		t.Fatalf("seeded models %+v", m)
 	}
 	push := func(target string) {

@@ -76,7 +76,7 @@ func TestShadowComparedNeverSent(t *testing.T) {
 	})
 	pushCmd(t, r, name)
 	waitFor(t, "the candidate in shadow", func() bool { return subHas(r, `"phase":"shadow"`) })
-	if m := r.d.modelList(); m[1].Sequence != "T2" || m[1].Version != "1.0.0" {
+	if m := r.d.modelList(); m[1].Sequence != "T2" || m[1].Version != shippedT2 {
 		t.Fatalf("the shadow changed the running model: %+v", m)
 	}
 	if out, err := peers.Storescu(t, "MIDLINE", r.dicom, filepath.Join(seed4(), "T2")); err != nil {
@@ -94,7 +94,7 @@ func TestShadowComparedNeverSent(t *testing.T) {
 	})
 	c := j.Shadow
 	t.Logf("job %s: %s %.2f cm3, %s %.2f cm3, Dice %.3f, %.0f ms", j.ID, c.Current, c.CurrentCM3, c.Candidate, c.CandidateCM3, c.Dice, c.MS)
-	if j.State != JobDone || j.Model != "dmg-t2 1.0.0" || c.Candidate != "dmg-t2 1.1.0" || c.Error != "" ||
+	if j.State != JobDone || j.Model != "dmg-t2 "+shippedT2 || c.Candidate != "dmg-t2 1.1.0" || c.Error != "" ||
 		c.CurrentCM3 <= c.CandidateCM3 || c.CandidateCM3 <= 0 || c.Dice <= 0.5 || c.Dice >= 1 {
 		t.Fatalf("job %+v, comparison %+v", j, c)
 	}
@@ -110,7 +110,7 @@ func TestShadowComparedNeverSent(t *testing.T) {
 		t.Fatalf("structure sets at the planning system: %v", rs)
 	}
 	b, _ := os.ReadFile(filepath.Join(r.scp.Dir, rs[0]))
-	if !strings.Contains(string(b), "dmg-t2 1.0.0") || strings.Contains(string(b), "1.1.0") {
+	if !strings.Contains(string(b), "dmg-t2 "+shippedT2) || strings.Contains(string(b), "1.1.0") {
 		t.Fatal("the structure set is not the committed model's alone")
 	}
 	contours := 0
@@ -154,7 +154,7 @@ func TestShadowComparedNeverSent(t *testing.T) {
 	}
 	pushCmd(t, r, name)
 	waitFor(t, "the refusal", func() bool { return subHas(r, "already in shadow, waiting for site approval") })
-	if m := r.d.modelList(); m[1].Version != "1.0.0" {
+	if m := r.d.modelList(); m[1].Version != shippedT2 {
 		t.Fatalf("switched on a foreign approval: %+v", m)
 	}
 	if err := repo.Approve(sitePriv, "test-site", name); err != nil {

@@ -4,6 +4,8 @@
 package testenv
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,4 +83,20 @@ func ToolchainPython(t TB) string {
 		t.Skipf("the model toolchain's venv is missing (%v); run `%s`", err, SetupTarget)
 	}
 	return py
+}
+
+// ShippedVersion is the version in models/<bundle>/model.json: tests that seed from the shipped
+// bundles follow a model release instead of naming its number.
+func ShippedVersion(bundle string) string {
+	b, err := os.ReadFile(filepath.Join(Root(), "models", bundle, "model.json"))
+	if err != nil {
+		panic(err)
+	}
+	var m struct {
+		Version string `json:"version"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil || m.Version == "" {
+		panic(fmt.Sprintf("models/%s/model.json: no version (%v)", bundle, err))
+	}
+	return m.Version
 }
