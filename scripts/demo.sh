@@ -61,9 +61,9 @@ for _ in $(seq 1 600); do
 done
 
 # Every done job's structure set at the planning system: dciodvfy, then Dice against the phantom.
-rts=$(python3 -c 'import json,sys; [print(j["sequence"], d["sop_instance_uid"]) for j in json.load(open(sys.argv[1])) if j["state"]=="done" for d in j.get("deliveries") or [] if d.get("sop_instance_uid")]' "$jobs_json")
+rts=$(python3 -c 'import json,sys; [print(j["sequence"], d["sop_instance_uid"], j["id"]) for j in json.load(open(sys.argv[1])) if j["state"]=="done" for d in j.get("deliveries") or [] if d.get("sop_instance_uid")]' "$jobs_json")
 [ -n "$rts" ] || fail "no job produced a structure set"
-while read -r seq uid; do
+while read -r seq uid job; do
 	[ -n "$uid" ] || continue
 	f="$WORK/planning/RS.$uid"
 	for _ in $(seq 1 100); do [ -f "$f" ] && break; sleep 0.1; done
@@ -72,6 +72,10 @@ while read -r seq uid; do
 	dice=$(cd scripts/model && ../../$VENV_PY -m midline_model.rtdice --study "../../$STUDY" --seq "$seq" --rtstruct "$f" 2>"$WORK/rtdice.err") ||
 		{ fail "$seq: Dice could not be computed (see $WORK/rtdice.err)"; continue; }
 	say "demo: $seq structure set $f: dciodvfy: no errors; against the phantom GTV: $dice"
+	# Report it to the daemon, whose status page shows Dice where ground truth exists.
+	d=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["dice"])' "$dice")
+	curl -sf -X POST -H 'Content-Type: application/json' -d "{\"reference\":\"phantom seed 4 GTV (plastimatch)\",\"dice\":$d}" \
+		"http://$HTTP/api/jobs/$job/agreement" >/dev/null || fail "$seq: the daemon did not take the agreement"
 done <<<"$rts"
 
 # The jobs as the daemon recorded them, deliveries included.

@@ -213,6 +213,23 @@ func TestStudyEndToEnd(t *testing.T) {
 	}
 	checkNoPatientData(t, r.sub.Lines())
 
+	// A QA tool reports the T2 result's agreement with the phantom's ground truth; the status
+	// page shows it. A malformed report is refused.
+	post := func(body string) int {
+		resp, err := http.Post(r.httpURL+"/api/jobs/"+bySeq["T2"].ID+"/agreement", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(`{"reference":"phantom seed 4 GTV","dice":0.9488}`); code != 200 {
+		t.Fatalf("agreement: HTTP %d", code)
+	}
+	if code := post(`{"reference":"x","dice":1.5}`); code != 400 {
+		t.Fatalf("a Dice of 1.5 was taken: HTTP %d", code)
+	}
+
 	// The status page, health, metrics and the API answer.
 	for _, path := range []string{"/", "/healthz", "/metrics", "/api/health", "/api/jobs", "/jobs/" + bySeq["T2"].ID + "/preview.png"} {
 		resp, err := http.Get(r.httpURL + path)
@@ -224,8 +241,8 @@ func TestStudyEndToEnd(t *testing.T) {
 		if resp.StatusCode != 200 || len(body) == 0 {
 			t.Fatalf("GET %s: %d", path, resp.StatusCode)
 		}
-		if path == "/" && !strings.Contains(string(body), bySeq["T2"].ID) {
-			t.Fatal("the status page does not list the T2 job")
+		if path == "/" && (!strings.Contains(string(body), bySeq["T2"].ID) || !strings.Contains(string(body), "Dice 0.949 against phantom seed 4 GTV")) {
+			t.Fatal("the status page does not list the T2 job with its agreement")
 		}
 	}
 }

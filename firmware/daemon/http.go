@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -60,6 +61,19 @@ func (d *Daemon) handler() http.Handler {
 	})
 	mux.HandleFunc("POST /api/jobs/{id}/rerun", func(w http.ResponseWriter, r *http.Request) {
 		j, err := d.Rerun(r.PathValue("id"))
+		if err != nil {
+			http.Error(w, err.Error(), statusOf(err))
+			return
+		}
+		writeJSON(w, j)
+	})
+	mux.HandleFunc("POST /api/jobs/{id}/agreement", func(w http.ResponseWriter, r *http.Request) {
+		var a Agreement
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&a); err != nil {
+			http.Error(w, "agreement: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		j, err := d.RecordAgreement(r.PathValue("id"), a)
 		if err != nil {
 			http.Error(w, err.Error(), statusOf(err))
 			return
@@ -150,8 +164,9 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 var (
-	errNotFound = errors.New("no such job")
-	errConflict = errors.New("conflict")
+	errNotFound   = errors.New("no such job")
+	errConflict   = errors.New("conflict")
+	errBadRequest = errors.New("bad request")
 )
 
 func statusOf(err error) int {
@@ -160,6 +175,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, errConflict):
 		return http.StatusConflict
+	case errors.Is(err, errBadRequest):
+		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError
 }
@@ -186,6 +203,26 @@ func (d *Daemon) Rerun(id string) (Job, error) {
 	d.jobs.signal()
 	d.event(Event{Type: "job_rerun", JobID: j.ID, SeriesUID: j.SeriesUID, Attempt: j.Attempts + 1})
 	return j, nil
+}
+
+// RecordAgreement keeps a QA tool's comparison of a job's result with a reference contour, for
+// the status page ("Dice where ground truth exists").
+func (d *Daemon) RecordAgreement(id string, a Agreement) (Job, error) {
+	if !(a.Dice >= 0 && a.Dice <= 1) || a.Reference == "" || len(a.Reference) > 200 {
+		return Job{}, fmt.Errorf("%w: an agreement needs a reference (at most 200 characters) and a Dice in [0, 1]", errBadRequest)
+	}
+	d.deliverMu.Lock()
+	defer d.deliverMu.Unlock()
+	j, ok := d.jobs.get(id)
+	if !ok {
+		return Job{}, fmt.Errorf("%w: %s", errNotFound, id)
+	}
+	if j.State != JobDone {
+		return j, fmt.Errorf("%w: job %s is %s", errConflict, id, j.State)
+	}
+	a.At = time.Now().UTC()
+	j.Agreement = &a
+	return j, d.jobs.put(&j)
 }
 
 // Resend queues a job's structure set for a destination again (the same file, the same UID).

@@ -57,6 +57,10 @@ type Job struct {
 	Contours   string             `json:"contours,omitempty"`
 	Deliveries []DeliveryRecord   `json:"deliveries,omitempty"`
 	Shadow     *ShadowComparison  `json:"shadow,omitempty"` // a candidate in shadow run on the same series (OTA)
+	// Agreement is a comparison with a reference contour (a phantom's ground truth, a
+	// physicist's approved contour) reported by a QA tool through the API; the box has no
+	// reference of its own.
+	Agreement *Agreement `json:"agreement,omitempty"`
 }
 
 // DeliveryRecord is one destination's part of a job.
@@ -186,7 +190,18 @@ func (j *Job) clone() Job {
 		s := *j.Shadow
 		c.Shadow = &s
 	}
+	if j.Agreement != nil {
+		a := *j.Agreement
+		c.Agreement = &a
+	}
 	return c
+}
+
+// Agreement is a job's result compared with a reference contour.
+type Agreement struct {
+	Reference string    `json:"reference"` // what the reference is, e.g. "phantom seed 4 GTV"
+	Dice      float64   `json:"dice"`
+	At        time.Time `json:"at"`
 }
 
 // list returns copies of every job, newest release first.
