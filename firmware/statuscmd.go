@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -63,7 +62,7 @@ func (f *apiFlags) client() (*apiClient, error) {
 			if cfg.HTTP.Listen == "" {
 				return nil, fmt.Errorf("%s: http.listen is empty: the daemon serves no API", path)
 			}
-			c.base = "http://" + clientAddr(cfg.HTTP.Listen)
+			c.base = "http://" + daemon.DialAddr(cfg.HTTP.Listen)
 		}
 		if c.token == "" {
 			c.token = cfg.HTTP.Token
@@ -76,22 +75,6 @@ func (f *apiFlags) client() (*apiClient, error) {
 		return nil, fmt.Errorf("--url %q: want http://HOST:PORT", f.url)
 	}
 	return c, nil
-}
-
-// clientAddr turns http.listen into an address this machine can dial: an empty or unspecified
-// host (":8080", "0.0.0.0:8080", "[::]:8080") means loopback.
-func clientAddr(listen string) string {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return listen
-	}
-	switch host {
-	case "", "0.0.0.0":
-		host = "127.0.0.1"
-	case "::":
-		host = "::1"
-	}
-	return net.JoinHostPort(host, port)
 }
 
 // apiError is an answer other than 200 from the daemon.

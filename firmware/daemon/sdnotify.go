@@ -77,7 +77,7 @@ func (d *Daemon) notifySystemd(ctx context.Context) {
 	if n.socket == "" {
 		return
 	}
-	if !waitAccepting(ctx, dialAddr(d.cfg.DICOM.Listen)) {
+	if !waitAccepting(ctx, DialAddr(d.cfg.DICOM.Listen)) {
 		return // shutting down before it ever served: systemd sees the exit
 	}
 	d.sdSend(n, "READY=1\nSTATUS=serving DICOM on "+d.cfg.DICOM.Listen)
@@ -131,9 +131,10 @@ func waitAccepting(ctx context.Context, addr string) bool {
 	}
 }
 
-// dialAddr turns a listen address into one a client on this machine can dial: an empty or
-// unspecified host (":11112", "0.0.0.0:11112", "[::]:11112") means loopback.
-func dialAddr(listen string) string {
+// DialAddr turns a listen address into one a client on this machine can dial: an empty or
+// unspecified host (":11112", "0.0.0.0:11112", "[::]:11112") means loopback. The CLI uses it
+// for http.listen.
+func DialAddr(listen string) string {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return listen

@@ -204,8 +204,8 @@ func TestDialAddr(t *testing.T) {
 		":11112": "127.0.0.1:11112", "0.0.0.0:104": "127.0.0.1:104", "[::]:104": "[::1]:104",
 		"10.1.2.3:104": "10.1.2.3:104", "127.0.0.1:11113": "127.0.0.1:11113",
 	} {
-		if got := dialAddr(in); got != want {
-			t.Errorf("dialAddr(%q) = %q, want %q", in, got, want)
+		if got := DialAddr(in); got != want {
+			t.Errorf("DialAddr(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
