@@ -20,8 +20,11 @@ type Probability struct {
 	// Reformatted says the series was not near-axial and ran on an axial reformat whose
 	// probabilities were interpolated back onto its slices.
 	Reformatted bool
-	Stats       Stats
-	Timings     Timings
+	// Normalization is the series' fitted percentile-zscore (its Otsu threshold separates the
+	// head from the background for whoever needs that next).
+	Normalization preproc.Normalization
+	Stats         Stats
+	Timings       Timings
 }
 
 // Timings are the phases of one series' inference.
@@ -42,7 +45,7 @@ func SegmentVolume(ctx context.Context, r *Runner, norm Normalization, v *prepro
 	if err != nil {
 		return nil, err
 	}
-	out := &Probability{Geometry: v.Geometry, Q: make([]uint8, len(v.Pixels))}
+	out := &Probability{Geometry: v.Geometry, Q: make([]uint8, len(v.Pixels)), Normalization: nm}
 	out.Timings.Normalize = time.Since(t0)
 	fill := nm.PadValue()
 	if o, err := preproc.Orient(v.Geometry, preproc.DefaultMaxTiltDeg); err == nil {

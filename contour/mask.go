@@ -211,10 +211,11 @@ func inPlane(i, r, c, rows, cols int, visit func(int)) {
 }
 
 // MidlineX estimates the patient x (left-right) of the head's mid-sagittal plane: the mean x of
-// the voxels above the series' Otsu threshold (the head), which tolerates an off-centre table
-// position. It assumes the head is not turned by more than a few degrees.
-func MidlineX(v *preproc.Volume) float64 {
-	t := float32(preproc.OtsuThreshold(v.Pixels))
+// the voxels above the series' Otsu threshold (the head, as the series' normalisation found it),
+// which tolerates an off-centre table position. It assumes the head is not turned by more than a
+// few degrees.
+func MidlineX(v *preproc.Volume, otsu float64) float64 {
+	t := float32(otsu)
 	var sum float64
 	n := 0
 	plane := v.Rows * v.Cols

@@ -13,6 +13,7 @@ import (
 
 	"github.com/midline-rt/midline/firmware/daemon"
 	"github.com/midline-rt/midline/internal/peers"
+	"github.com/midline-rt/midline/internal/synthmr"
 )
 
 // asCLI makes this test binary act as `midline` (TestMain), so that a test runs a command such
@@ -167,7 +168,11 @@ ota:
 	}
 
 	// A series after the switch: contoured by the committed new model, delivered.
-	series, seriesUID := renewT2(t, filepath.Join(repoRoot(t), "testdata", "phantom", "seed4"), t.TempDir())
+	// A new series for the scanner to send: the phantom's T2 with new series and instance UIDs.
+	series, seriesUID, err := synthmr.RenewSeries(filepath.Join(repoRoot(t), "testdata", "phantom", "seed4"), "T2", t.TempDir(), 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if out, err := peers.Storescu(t, "MIDLINE", boxes["box-1"], series); err != nil {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
@@ -207,37 +212,4 @@ func waitUntil(t *testing.T, what string, ok func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("waited in vain for %s", what)
-}
-
-// renewT2 copies the phantom's T2 series with new Series and SOP Instance UIDs of the same
-// lengths (every element keeps its length): a new series for the scanner to send.
-func renewT2(t *testing.T, seed, out string) (string, string) {
-	t.Helper()
-	var st struct {
-		Series map[string]struct {
-			SeriesUID string   `json:"series_instance_uid"`
-			SOPs      []string `json:"sop_instance_uids"`
-		} `json:"series"`
-	}
-	b, err := os.ReadFile(filepath.Join(seed, "study.json"))
-	if err != nil || json.Unmarshal(b, &st) != nil {
-		t.Fatalf("study.json: %v", err)
-	}
-	renew := func(uid string) string { return uid[:len(uid)-1] + string("1234567890"[uid[len(uid)-1]-'0']) }
-	t2 := st.Series["T2"]
-	olds := append([]string{t2.SeriesUID}, t2.SOPs...)
-	files, _ := filepath.Glob(filepath.Join(seed, "T2", "*.dcm"))
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range olds {
-			data = []byte(strings.ReplaceAll(string(data), o, renew(o)))
-		}
-		if err := os.WriteFile(filepath.Join(out, filepath.Base(f)), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out, renew(t2.SeriesUID)
 }

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/midline-rt/midline/internal/atomicfile"
 )
 
 // Destination is one entry of the destinations list (name, ae_title, host, port, tls).
@@ -193,7 +195,11 @@ func (ob *Outbox) persist(j *Job) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(ob.o.Dir, filepath.Join(ob.o.Dir, j.ID+".json"), b, !ob.o.NoFsync)
+	path := filepath.Join(ob.o.Dir, j.ID+".json")
+	if err := atomicfile.WriteWith(path, b, atomicfile.Options{Mode: 0o600, NoSync: ob.o.NoFsync}); err != nil {
+		return fmt.Errorf("netdicom: write %s: %w", path, err)
+	}
+	return nil
 }
 
 // Jobs returns a copy of every job, oldest first.
@@ -311,35 +317,4 @@ func isPermanent(err error) bool {
 		return true
 	}
 	return false
-}
-
-// writeFileAtomic writes a small file crash-safely: temp in dir, fsync, rename, folder fsync.
-func writeFileAtomic(dir, path string, b []byte, fsync bool) error {
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("netdicom: write %s: %w", path, err)
-	}
-	_, err = f.Write(b)
-	if err == nil && fsync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("netdicom: write %s: %w", path, err)
-	}
-	if !fsync {
-		return nil
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -66,17 +65,11 @@ func GenerateSiteKey(dir string) (priv, pub string, err error) {
 
 // ReadSitePublicKey reads ota.site_key: an ed25519 public key in PEM (PKIX).
 func ReadSitePublicKey(path string) (ed25519.PublicKey, error) {
-	f, err := os.Open(path)
+	blk, err := readPEM(path, "site key")
 	if err != nil {
-		return nil, fmt.Errorf("ota: site key: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 4096))
-	if err != nil {
-		return nil, fmt.Errorf("ota: site key: %w", err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PUBLIC KEY" {
+	if blk.Type != "PUBLIC KEY" {
 		return nil, fmt.Errorf("ota: site key %s: not a PEM public key", path)
 	}
 	k, err := x509.ParsePKIXPublicKey(blk.Bytes)

@@ -393,19 +393,29 @@ func writeKey(path string, k ed25519.PrivateKey) error {
 	return os.Chmod(path, 0o600)
 }
 
-func readKey(path string) (ed25519.PrivateKey, error) {
+// readPEM reads the first PEM block of a key file (at most 8 KiB: keys are small); what names
+// the key in errors.
+func readPEM(path, what string) (*pem.Block, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("ota: key: %w", err)
+		return nil, fmt.Errorf("ota: %s: %w", what, err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, 8192))
 	if err != nil {
-		return nil, fmt.Errorf("ota: key: %w", err)
+		return nil, fmt.Errorf("ota: %s: %w", what, err)
 	}
 	blk, _ := pem.Decode(b)
 	if blk == nil {
-		return nil, fmt.Errorf("ota: key %s: not PEM", path)
+		return nil, fmt.Errorf("ota: %s %s: not PEM", what, path)
+	}
+	return blk, nil
+}
+
+func readKey(path string) (ed25519.PrivateKey, error) {
+	blk, err := readPEM(path, "key")
+	if err != nil {
+		return nil, err
 	}
 	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
 	if err != nil {

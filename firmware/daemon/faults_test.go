@@ -18,6 +18,7 @@ import (
 
 	"github.com/midline-rt/midline/firmware/config"
 	"github.com/midline-rt/midline/internal/peers"
+	"github.com/midline-rt/midline/internal/synthmr"
 	"github.com/midline-rt/midline/internal/testenv"
 	"github.com/midline-rt/midline/netdicom"
 )
@@ -115,52 +116,14 @@ func (c *child) terminate() error {
 }
 
 // variant copies the committed phantom's T2 series with new Study, Series and SOP Instance
-// UIDs of the same lengths (so every element keeps its length), a new series for each round.
+// UIDs, a new series for each round.
 func variant(t *testing.T, dir string, round int) (string, string) {
 	t.Helper()
-	var st struct {
-		UIDs   map[string]string `json:"uids"`
-		Series map[string]struct {
-			SeriesUID string   `json:"series_instance_uid"`
-			SOPs      []string `json:"sop_instance_uids"`
-		} `json:"series"`
-	}
-	b, err := os.ReadFile(filepath.Join(seed4(), "study.json"))
+	out, uid, err := synthmr.RenewSeries(seed4(), "T2", dir, round, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
-	t2 := st.Series["T2"]
-	renew := func(uid string) string {
-		tail := uid[len(uid)-5:]
-		n := 0
-		fmt.Sscanf(tail, "%d", &n)
-		return uid[:len(uid)-5] + fmt.Sprintf("%05d", (n+7919*(round+1))%100000)
-	}
-	olds := append([]string{t2.SeriesUID}, t2.SOPs...)
-	for _, v := range st.UIDs {
-		if strings.HasPrefix(v, "2.25.") && len(v) > 12 {
-			olds = append(olds, v)
-		}
-	}
-	out := filepath.Join(dir, fmt.Sprintf("round%02d", round))
-	os.MkdirAll(out, 0o755)
-	files, _ := filepath.Glob(filepath.Join(seed4(), "T2", "*.dcm"))
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range olds {
-			data = []byte(strings.ReplaceAll(string(data), o, renew(o)))
-		}
-		if err := os.WriteFile(filepath.Join(out, filepath.Base(f)), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out, renew(t2.SeriesUID)
+	return out, uid
 }
 
 // readJobs reads the job records from the state folder.

@@ -118,14 +118,7 @@ func (d *Daemon) health() Health {
 	h.CPU = CPUHealth{Load1: loadAvg(), Cores: runtime.NumCPU(), Thread: d.cfg.Engine.Threads}
 	h.Memory = memory()
 	h.Disk = DiskHealth{StateDirFreeBytes: d.diskFree(), LowWatermarkBytes: uint64(d.cfg.DICOM.DiskLowWatermark)}
-	for _, j := range d.outbox.Jobs() {
-		switch j.State {
-		case netdicom.JobPending:
-			h.Outbox.DICOMPending++
-		case netdicom.JobDead:
-			h.Outbox.DICOMDead++
-		}
-	}
+	h.Outbox.DICOMPending, h.Outbox.DICOMDead = d.dicomOutboxCounts()
 	if d.mq != nil {
 		st := d.mq.Stats()
 		h.Outbox.MQTTDepth = st.OutboxDepth
@@ -135,6 +128,19 @@ func (d *Daemon) health() Health {
 		h.Alarms = []string{}
 	}
 	return h
+}
+
+// dicomOutboxCounts counts the DICOM outbox's pending and dead-lettered sends.
+func (d *Daemon) dicomOutboxCounts() (pending, dead int) {
+	for _, j := range d.outbox.Jobs() {
+		switch j.State {
+		case netdicom.JobPending:
+			pending++
+		case netdicom.JobDead:
+			dead++
+		}
+	}
+	return pending, dead
 }
 
 // healthLoop publishes health every mqtt.health_interval and watches the state folder's free

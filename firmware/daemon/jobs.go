@@ -204,6 +204,21 @@ type Agreement struct {
 	At        time.Time `json:"at"`
 }
 
+// delivering finds the job holding the delivery that DICOM outbox job id sends: a copy of it and
+// the delivery's index. It copies only the job it returns.
+func (s *jobStore) delivering(outboxJob string) (Job, int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.jobs {
+		for i, dv := range j.Deliveries {
+			if dv.OutboxJob == outboxJob {
+				return j.clone(), i, true
+			}
+		}
+	}
+	return Job{}, 0, false
+}
+
 // list returns copies of every job, newest release first.
 func (s *jobStore) list() []Job {
 	s.mu.Lock()

@@ -30,7 +30,10 @@ func newMetrics(d *Daemon) *metrics {
 		gauge("midline_queue_depth", "Jobs waiting for the accelerator.", func() float64 { return float64(d.jobs.counts()[JobQueued]) }),
 		gauge("midline_alarms", "Active alarms.", func() float64 { return float64(len(d.Alarms())) }),
 		gauge("midline_state_dir_free_bytes", "Free space in the state folder.", func() float64 { return float64(d.diskFree()) }),
-		gauge("midline_outbox_dicom_pending", "DICOM sends waiting.", func() float64 { return float64(d.health().Outbox.DICOMPending) }),
+		gauge("midline_outbox_dicom_pending", "DICOM sends waiting.", func() float64 {
+			pending, _ := d.dicomOutboxCounts()
+			return float64(pending)
+		}),
 		gauge("midline_outbox_mqtt_depth", "MQTT messages waiting for the broker.", func() float64 {
 			if d.mq == nil {
 				return 0

@@ -219,24 +219,20 @@ func (d *Daemon) publishContours(j Job, rd *pipeline.Rendered) error {
 func (d *Daemon) onSent(oj netdicom.Job) {
 	d.deliverMu.Lock()
 	defer d.deliverMu.Unlock()
-	for _, j := range d.jobs.list() {
-		for i, dv := range j.Deliveries {
-			if dv.OutboxJob != oj.ID {
-				continue
-			}
-			j.Deliveries[i].State, j.Deliveries[i].LastError, j.Deliveries[i].Finished = oj.State, oj.LastError, oj.Finished
-			if err := d.jobs.put(&j); err != nil {
-				d.log.Error("daemon: delivery state not persisted", "job", j.ID, "err", err)
-			}
-			switch oj.State {
-			case netdicom.JobDone:
-				d.event(Event{Type: "delivered", JobID: j.ID, SeriesUID: j.SeriesUID, Destination: oj.Destination,
-					Detail: fmt.Sprintf("%d files after %d attempts", len(oj.Files), oj.Attempts)})
-			case netdicom.JobDead:
-				d.event(Event{Type: "destination_dead_lettered", JobID: j.ID, SeriesUID: j.SeriesUID, Destination: oj.Destination,
-					Detail: fmt.Sprintf("after %d attempts: %s", oj.Attempts, oj.LastError)})
-			}
-			return
-		}
+	j, i, ok := d.jobs.delivering(oj.ID)
+	if !ok {
+		return
+	}
+	j.Deliveries[i].State, j.Deliveries[i].LastError, j.Deliveries[i].Finished = oj.State, oj.LastError, oj.Finished
+	if err := d.jobs.put(&j); err != nil {
+		d.log.Error("daemon: delivery state not persisted", "job", j.ID, "err", err)
+	}
+	switch oj.State {
+	case netdicom.JobDone:
+		d.event(Event{Type: "delivered", JobID: j.ID, SeriesUID: j.SeriesUID, Destination: oj.Destination,
+			Detail: fmt.Sprintf("%d files after %d attempts", len(oj.Files), oj.Attempts)})
+	case netdicom.JobDead:
+		d.event(Event{Type: "destination_dead_lettered", JobID: j.ID, SeriesUID: j.SeriesUID, Destination: oj.Destination,
+			Detail: fmt.Sprintf("after %d attempts: %s", oj.Attempts, oj.LastError)})
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/midline-rt/midline/internal/atomicfile"
 )
 
 // Errors Enqueue returns; callers branch on them.
@@ -173,8 +175,9 @@ func (ob *Outbox) Enqueue(m Message) (uint64, error) {
 	// and must never be overwritten by the next message.
 	seq := ob.next
 	ob.next++
-	if err := writeFileAtomic(ob.o.Dir, recordName(seq), encodeRecord(m), !ob.o.NoFsync); err != nil {
-		return 0, err
+	path := filepath.Join(ob.o.Dir, recordName(seq))
+	if err := atomicfile.WriteWith(path, encodeRecord(m), atomicfile.Options{Mode: 0o600, NoSync: ob.o.NoFsync}); err != nil {
+		return 0, fmt.Errorf("mqtt: outbox: write %s: %w", recordName(seq), err)
 	}
 	ob.seqs = append(ob.seqs, seq)
 	ob.sizes[seq] = size
@@ -258,36 +261,3 @@ func (ob *Outbox) Len() (n int, bytes int64) {
 
 // Ready receives a value after an Enqueue; the drain waits on it when the outbox is empty.
 func (ob *Outbox) Ready() <-chan struct{} { return ob.notify }
-
-// writeFileAtomic writes a small file crash-safely: temp in dir, fsync, rename, folder fsync.
-func writeFileAtomic(dir, name string, b []byte, fsync bool) (err error) {
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("mqtt: outbox: write %s: %w", name, err)
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(f.Name())
-			err = fmt.Errorf("mqtt: outbox: write %s: %w", name, err)
-		}
-	}()
-	_, err = f.Write(b)
-	if err == nil && fsync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), filepath.Join(dir, name)); err != nil || !fsync {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}

@@ -152,7 +152,7 @@ func Run(ctx context.Context, m *Model, paths []string, s Settings) (*Result, er
 	res.Timings.Normalize, res.Timings.Infer, res.Timings.Reformat = p.Timings.Normalize, p.Timings.Infer, p.Timings.Reformat
 
 	t1 := time.Now()
-	res.Segmentation, err = contour.Postprocess(&v.Geometry, p, contour.MidlineX(v), contour.Params{
+	res.Segmentation, err = contour.Postprocess(&v.Geometry, p, contour.MidlineX(v, p.Normalization.Threshold), contour.Params{
 		Threshold: meta.Threshold, MinComponentMM3: meta.MinComponent, MidlineMM: s.MidlineMM})
 	if err != nil {
 		return res, err

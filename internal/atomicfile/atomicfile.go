@@ -8,29 +8,42 @@ import (
 	"path/filepath"
 )
 
-// Write replaces path with data, mode 0640.
-func Write(path string, data []byte) error {
+// Options tune WriteWith.
+type Options struct {
+	// Mode of the file; 0 means 0640.
+	Mode os.FileMode
+	// NoSync skips both fsyncs: still never torn, but not durable. Benchmarks only.
+	NoSync bool
+}
+
+// Write replaces path with data, mode 0640, durably.
+func Write(path string, data []byte) error { return WriteWith(path, data, Options{}) }
+
+// WriteWith replaces path with data as o says.
+func WriteWith(path string, data []byte, o Options) error {
+	if o.Mode == 0 {
+		o.Mode = 0o640
+	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename there is nothing left to remove
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
+	_, err = tmp.Write(data)
+	if err == nil && !o.NoSync {
+		err = tmp.Sync()
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Close(); err != nil {
-		return err
+	if err == nil {
+		err = os.Chmod(tmp.Name(), o.Mode)
 	}
-	if err := os.Chmod(tmp.Name(), 0o640); err != nil {
-		return err
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err != nil || o.NoSync {
 		return err
 	}
 	return SyncDir(dir)
