@@ -24,6 +24,12 @@ import (
 //go:embed status.html
 var statusHTML string
 
+// The page's icon. Browsers ask for /favicon.ico whatever the page links, and a 404 there is an
+// error in their console; both paths answer with the same small SVG.
+//
+//go:embed favicon.svg
+var faviconSVG []byte
+
 var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 	"ago": func(t time.Time) string {
 		if t.IsZero() {
@@ -39,6 +45,13 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 func (d *Daemon) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", d.page)
+	favicon := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/svg+xml")
+		w.Header().Set("Cache-Control", "max-age=86400")
+		w.Write(faviconSVG)
+	}
+	mux.HandleFunc("GET /favicon.svg", favicon)
+	mux.HandleFunc("GET /favicon.ico", favicon)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := d.healthy(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
