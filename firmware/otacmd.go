@@ -28,9 +28,10 @@ func runOTA(args []string, stdout, stderr io.Writer) int {
 	subs := map[string]func([]string, io.Writer, io.Writer) int{
 		"init": otaInit, "publish": otaPublish, "recall": otaRecall, "serve": otaServe, "push": otaPush,
 		"status": otaStatus, "rotate": otaRotate, "timestamp": otaTimestamp, "approve": otaApprove, "site-key": otaSiteKey,
+		"downgrade": otaDowngrade, "revoke": otaRevoke, "site-rotate": otaSiteRotate,
 	}
 	if len(args) == 0 || subs[args[0]] == nil {
-		fmt.Fprintln(stderr, "usage: midline ota init|publish|recall|rotate|timestamp|serve|push|status|site-key|approve [flags]")
+		fmt.Fprintln(stderr, "usage: midline ota init|publish|recall|downgrade|rotate|timestamp|serve|push|status|site-key|approve|revoke|site-rotate [flags]")
 		return 2
 	}
 	return subs[args[0]](args[1:], stdout, stderr)
@@ -307,4 +308,80 @@ func otaApprove(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "approved %s for site %s; its boxes switch to it on trial at their next check or push\n", *target, *site)
 	return 0
+}
+
+// otaDowngrade signs a downgrade authorisation: the target (older weights) may replace `from`
+// on boxes whose highest committed version is `from`; the versions in between are withdrawn.
+func otaDowngrade(args []string, stdout, stderr io.Writer) int {
+	fs := otaFlags("downgrade", stderr)
+	repo := fs.String("repo", "", "repository folder")
+	target := fs.String("target", "", "the listed target to go back to, e.g. dmg-t2-1.0.0.tar")
+	from := fs.String("from", "", "the version boxes go back from, e.g. 1.1.0 (their highest committed)")
+	if fs.Parse(args) != nil || *repo == "" || *target == "" || *from == "" {
+		fmt.Fprintln(stderr, "usage: midline ota downgrade --repo DIR --target NAME --from VERSION")
+		return 2
+	}
+	r, err := ota.OpenRepo(*repo, ota.RepoOptions{})
+	if err != nil {
+		return otaFail(stderr, err)
+	}
+	withdrawn, err := r.AuthoriseDowngrade(*target, *from)
+	if err != nil {
+		return otaFail(stderr, err)
+	}
+	fmt.Fprintf(stdout, "authorised %s to replace version %s; withdrawn: %s\n", *target, *from, orNoneList(withdrawn))
+	fmt.Fprintln(stdout, "with site approval on, the site signs its half with `midline ota approve` of the same target; then push it")
+	return 0
+}
+
+// otaRevoke withdraws a site's approval of a target, signed with the site key.
+func otaRevoke(args []string, stdout, stderr io.Writer) int {
+	fs := otaFlags("revoke", stderr)
+	repo := fs.String("repo", "", "repository folder")
+	key := fs.String("key", "", "the site's private key (site.pem)")
+	site := fs.String("site", "", "site")
+	target := fs.String("target", "", "target whose approval is revoked")
+	if fs.Parse(args) != nil || *repo == "" || *key == "" || *site == "" || *target == "" {
+		fmt.Fprintln(stderr, "usage: midline ota revoke --repo DIR --key SITE.pem --site S --target NAME")
+		return 2
+	}
+	r, err := ota.OpenRepo(*repo, ota.RepoOptions{})
+	if err == nil {
+		err = r.Revoke(*key, *site, *target)
+	}
+	if err != nil {
+		return otaFail(stderr, err)
+	}
+	fmt.Fprintf(stdout, "revoked the approval of %s for site %s; a model already running it stays until recalled\n", *target, *site)
+	return 0
+}
+
+// otaSiteRotate delegates a site's approvals to a new site key and re-signs the current ones.
+func otaSiteRotate(args []string, stdout, stderr io.Writer) int {
+	fs := otaFlags("site-rotate", stderr)
+	repo := fs.String("repo", "", "repository folder")
+	key := fs.String("key", "", "the site's NEW private key (site.pem from midline ota site-key)")
+	site := fs.String("site", "", "site")
+	if fs.Parse(args) != nil || *repo == "" || *key == "" || *site == "" {
+		fmt.Fprintln(stderr, "usage: midline ota site-rotate --repo DIR --key NEW-SITE.pem --site S")
+		return 2
+	}
+	r, err := ota.OpenRepo(*repo, ota.RepoOptions{})
+	if err != nil {
+		return otaFail(stderr, err)
+	}
+	kept, err := r.RotateSiteKey(*key, *site)
+	if err != nil {
+		return otaFail(stderr, err)
+	}
+	fmt.Fprintf(stdout, "site %s now approves with %s; approvals re-signed: %s\n", *site, *key, orNoneList(kept))
+	fmt.Fprintln(stdout, "install the new site.pub.pem on every box of the site as ota.site_key and restart them")
+	return 0
+}
+
+func orNoneList(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, ", ")
 }

@@ -81,3 +81,40 @@ func bundleV(t *testing.T, version string) string {
 	}
 	return dst
 }
+
+// TestOTADowngradeAndSiteKeyCommands runs the commands of a deliberate rollback and of the site
+// approval's lifecycle as IT and the site's physicist would, and reads the result back.
+func TestOTADowngradeAndSiteKeyCommands(t *testing.T) {
+	repo := filepath.Join(t.TempDir(), "repo")
+	oldKeys, newKeys := filepath.Join(t.TempDir(), "site"), filepath.Join(t.TempDir(), "site2")
+	old, bad := "dmg-t2-"+shippedT2+".tar", "dmg-t2-1.1.0.tar"
+	ok := func(want string, args ...string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 0 || !strings.Contains(out.String(), want) {
+			t.Fatalf("%v: exit %d: %s%s", args, code, out.String(), errb.String())
+		}
+	}
+	ok("repository", "ota", "init", "--repo", repo)
+	ok("published", "ota", "publish", "--repo", repo, filepath.Join(testenv.Root(), "models", "dmg-t2"))
+	ok("published", "ota", "publish", "--repo", repo, bundleV(t, "1.1.0"))
+	ok("site key", "ota", "site-key", "--out", oldKeys)
+	ok("approved", "ota", "approve", "--repo", repo, "--key", filepath.Join(oldKeys, "site.pem"), "--site", "s", "--target", bad)
+	ok("withdrawn: "+bad, "ota", "downgrade", "--repo", repo, "--target", old, "--from", "1.1.0")
+	ok("approved", "ota", "approve", "--repo", repo, "--key", filepath.Join(oldKeys, "site.pem"), "--site", "s", "--target", old)
+	ok("revoked", "ota", "revoke", "--repo", repo, "--key", filepath.Join(oldKeys, "site.pem"), "--site", "s", "--target", old)
+	ok("site key", "ota", "site-key", "--out", newKeys)
+	ok("re-signed: none", "ota", "site-rotate", "--repo", repo, "--key", filepath.Join(newKeys, "site.pem"), "--site", "s")
+	var errb bytes.Buffer
+	if code := run([]string{"ota", "approve", "--repo", repo, "--key", filepath.Join(oldKeys, "site.pem"), "--site", "s", "--target", old},
+		&bytes.Buffer{}, &errb); code == 0 || !strings.Contains(errb.String(), "site-rotate") {
+		t.Fatalf("approval with the rotated-out key: %d %s", code, errb.String())
+	}
+	r, err := ota.OpenRepo(repo, ota.RepoOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := r.Targets(); !c[bad].Withdrawn || strings.Join(c[old].DowngradeFrom, ",") != "1.1.0" {
+		t.Fatalf("targets %+v", c)
+	}
+}

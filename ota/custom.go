@@ -14,6 +14,8 @@ import (
 // Custom is the signed custom metadata of a bundle target in TUF targets.json: what the box
 // checks before it downloads a byte. Groups lists the device groups the target is released to
 // ("*": every group); a box acts on a command only for a target released to its group.
+// DowngradeFrom is a signed downgrade authorisation (`midline ota downgrade`): a box whose
+// highest committed version of this model is one of these versions may install this lower one.
 type Custom struct {
 	Name        string   `json:"name"`
 	Sequence    string   `json:"sequence"`
@@ -22,7 +24,13 @@ type Custom struct {
 	Engines     []string `json:"engines"`
 	Groups      []string `json:"groups"`
 	Withdrawn   bool     `json:"withdrawn"`
+	// DowngradeFrom lists versions above Version that this target may replace (at most
+	// MaxDowngradeFrom); empty for an ordinary release.
+	DowngradeFrom []string `json:"downgrade_from,omitempty"`
 }
+
+// MaxDowngradeFrom bounds the versions one downgrade authorisation names.
+const MaxDowngradeFrom = 16
 
 // MaxCustom bounds the custom metadata of one target.
 const MaxCustom = 4096
@@ -48,6 +56,9 @@ func ParseCustom(raw []byte) (Custom, error) {
 	if dec.More() {
 		return c, errors.New("ota: custom metadata: data after the object")
 	}
+	if len(c.DowngradeFrom) == 0 {
+		c.DowngradeFrom = nil // [] and no key mean the same
+	}
 	return c, c.Validate()
 }
 
@@ -71,8 +82,30 @@ func (c Custom) Validate() error {
 	for _, g := range c.Groups {
 		check(groupRE.MatchString(g), "group %q: want 1 to 64 of A-Za-z0-9._- or *", g)
 	}
+	if err := checkDowngradeFrom(c.DowngradeFrom, c.Version); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("ota: custom metadata: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// checkDowngradeFrom: every version a downgrade starts from is a semantic version above the
+// target's own, named once.
+func checkDowngradeFrom(from []string, version string) error {
+	if len(from) > MaxDowngradeFrom {
+		return fmt.Errorf("downgrade_from: %d versions, at most %d", len(from), MaxDowngradeFrom)
+	}
+	for i, f := range from {
+		switch {
+		case !semverRE.MatchString(f):
+			return fmt.Errorf("downgrade_from %q is not a semantic version", f)
+		case CompareVersions(f, version) <= 0:
+			return fmt.Errorf("downgrade_from %s is not above the target's version %s", f, version)
+		case slices.Contains(from[:i], f):
+			return fmt.Errorf("downgrade_from names %s twice", f)
+		}
 	}
 	return nil
 }

@@ -3,8 +3,10 @@ package ota
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -113,6 +115,9 @@ func FuzzParseCustom(f *testing.F) {
 	f.Add([]byte(`{"name":"dmg-t2","sequence":"T2","version":"1.1.0","min_firmware":"0.1.0","engines":["cpu"],"groups":["*"],"withdrawn":false}`))
 	f.Add([]byte(`{"name":"dmg-t2","sequence":"T2","version":"1.1.0-rc.1","min_firmware":"0.1.0","engines":["cpu","edgetpu"],"groups":["ward-a"],"withdrawn":true}`))
 	f.Add([]byte(`{"name":"x","extra":1}`))
+	f.Add([]byte(`{"name":"dmg-t2","sequence":"T2","version":"1.0.0","min_firmware":"0.1.0","engines":["cpu"],"groups":["*"],"withdrawn":false,"downgrade_from":["1.1.0","1.2.0-rc.1"]}`))
+	f.Add([]byte(`{"name":"dmg-t2","sequence":"T2","version":"1.0.0","min_firmware":"0.1.0","engines":["cpu"],"groups":["*"],"downgrade_from":["0.9.0"]}`))
+	f.Add([]byte(`{"name":"dmg-t2","sequence":"T2","version":"1.0.0","min_firmware":"0.1.0","engines":["cpu"],"groups":["*"],"downgrade_from":[]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseCustom(b)
 		if err != nil {
@@ -120,6 +125,40 @@ func FuzzParseCustom(f *testing.F) {
 		}
 		if c.Validate() != nil || CompareVersions(c.Version, c.Version) != 0 {
 			t.Fatalf("parsed but invalid: %+v", c)
+		}
+		for _, f := range c.DowngradeFrom {
+			if CompareVersions(f, c.Version) <= 0 {
+				t.Fatalf("downgrade_from %s not above %s", f, c.Version)
+			}
+		}
+		again, _ := json.Marshal(c)
+		if c2, err := ParseCustom(again); err != nil || !reflect.DeepEqual(c, c2) {
+			t.Fatalf("round trip: %v\n%+v\n%+v", err, c, c2)
+		}
+	})
+}
+
+// FuzzParseSiteApproval: a site approval's custom metadata never panics, and what parses names
+// only versions above the approved one, and survives a marshal and parse unchanged.
+func FuzzParseSiteApproval(f *testing.F) {
+	f.Add([]byte(`{"downgrade_from":["1.1.0"]}`), "1.0.0")
+	f.Add([]byte(`{}`), "1.0.0")
+	f.Add([]byte(`{"downgrade_from":[]}`), "1.0.0")
+	f.Add([]byte(`{"downgrade_from":["1.1.0","1.1.0"]}`), "1.0.0")
+	f.Add([]byte(`{"downgrade_from":"1.1.0","x":1}`), "1.0.0")
+	f.Fuzz(func(t *testing.T, b []byte, version string) {
+		a, err := ParseSiteApproval(b, version)
+		if err != nil {
+			return
+		}
+		for _, f := range a.DowngradeFrom {
+			if CompareVersions(f, version) <= 0 {
+				t.Fatalf("downgrade_from %s not above %s", f, version)
+			}
+		}
+		again, _ := json.Marshal(a)
+		if a2, err := ParseSiteApproval(again, version); err != nil || !reflect.DeepEqual(a, a2) {
+			t.Fatalf("round trip: %v", err)
 		}
 	})
 }

@@ -64,6 +64,8 @@ type rig struct {
 	engine  accel.Kind
 	trust   []byte
 	sitePub ed25519.PublicKey // ota.site_key; nil: none configured
+	// requireSite is ota.require_site_approval (a downgrade needs the site's signature too).
+	requireSite bool
 }
 
 func newRig(t testing.TB) *rig {
@@ -96,7 +98,7 @@ func (r *rig) box() {
 		Trust: Trust{RepoURL: r.srv.URL, TrustedRoot: r.trust, MetaDir: filepath.Join(r.state, "ota", "tuf"),
 			Site: "site-a", SiteKey: r.sitePub},
 		StateDir: r.state, Group: r.group, Engine: accel.Options{Engine: r.engine, Threads: 1}, FirmwareVersion: "0.1.0",
-		TrialJobs: 2, TrialTime: 0, Report: func(rp Report) { r.reports = append(r.reports, rp) },
+		TrialJobs: 2, TrialTime: 0, Report: func(rp Report) { r.reports = append(r.reports, rp) }, RequireSiteApproval: r.requireSite,
 	})
 	if err != nil {
 		r.t.Fatal(err)

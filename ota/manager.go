@@ -70,7 +70,9 @@ type ManagerOptions struct {
 	TrialTime       time.Duration
 	MaxStarts       int   // starts on a trial without a commit before it rolls back (default 3)
 	MaxBundleBytes  int64 // default 512 MiB
-	Report          func(Report)
+	// RequireSiteApproval (ota.require_site_approval): a downgrade needs the site's signature too.
+	RequireSiteApproval bool
+	Report              func(Report)
 	// Failpoint is called at every phase boundary with its name (tests kill the process there).
 	Failpoint func(name string)
 }
@@ -166,7 +168,7 @@ func (m *Manager) Prepare(ctx context.Context, targets map[string]Target, name s
 	}
 	c := t.Custom
 	r.Name, r.Version, r.Sequence = c.Name, c.Version, c.Sequence
-	slot, err := m.admit(c)
+	slot, downgradeFrom, err := m.admit(t)
 	if err != nil {
 		return fail(PhaseRejected, err)
 	}
@@ -211,7 +213,7 @@ func (m *Manager) Prepare(ctx context.Context, targets map[string]Target, name s
 	r.Phase = PhaseReady
 	m.o.Report(r)
 	return &Prepared{Sequence: c.Sequence, Installed: Installed{Slot: slot, Name: c.Name, Version: c.Version, Target: name,
-		SHA256: fmt.Sprintf("%x", t.Want.SHA256)}}, nil
+		SHA256: fmt.Sprintf("%x", t.Want.SHA256), DowngradeFrom: downgradeFrom}}, nil
 }
 
 func (m *Manager) httpClient() *http.Client {
@@ -222,26 +224,51 @@ func (m *Manager) httpClient() *http.Client {
 }
 
 // admit applies the signed metadata's rules before a byte is downloaded; it returns the slot
-// the bundle goes to.
-func (m *Manager) admit(c Custom) (string, error) {
+// the bundle goes to and, for an authorised downgrade, the highest committed version it lowers.
+func (m *Manager) admit(t Target) (slot, downgradeFrom string, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	c := t.Custom
 	st, ok := m.slots.State.Sequences[c.Sequence]
 	switch {
 	case c.Withdrawn:
-		return "", ErrWithdrawn
+		return "", "", ErrWithdrawn
 	case !ok:
-		return "", fmt.Errorf("%w: this box has no %s slot", ErrSequence, c.Sequence)
+		return "", "", fmt.Errorf("%w: this box has no %s slot", ErrSequence, c.Sequence)
 	case st.Trial != nil:
-		return "", ErrBusy
-	case CompareVersions(c.Version, st.Highest) <= 0:
-		return "", fmt.Errorf("%w: %s is not above %s", ErrDowngrade, c.Version, st.Highest)
+		return "", "", ErrBusy
 	case !slices.Contains(c.Engines, string(engineOf(m.o.Engine))):
-		return "", fmt.Errorf("%w: %s needs one of %v", ErrEngine, engineOf(m.o.Engine), c.Engines)
+		return "", "", fmt.Errorf("%w: %s needs one of %v", ErrEngine, engineOf(m.o.Engine), c.Engines)
 	case parseable(m.o.FirmwareVersion) && CompareVersions(releaseOf(m.o.FirmwareVersion), c.MinFirmware) < 0:
-		return "", fmt.Errorf("%w: %s < %s", ErrFirmware, m.o.FirmwareVersion, c.MinFirmware)
+		return "", "", fmt.Errorf("%w: %s < %s", ErrFirmware, m.o.FirmwareVersion, c.MinFirmware)
+	case CompareVersions(c.Version, st.Highest) > 0:
+		return m.slots.Inactive(c.Sequence), "", nil
 	}
-	return m.slots.Inactive(c.Sequence), nil
+	if err := m.authorisedDowngrade(t, st); err != nil {
+		return "", "", err
+	}
+	return m.slots.Inactive(c.Sequence), st.Highest, nil
+}
+
+// authorisedDowngrade is anti-rollback's one exception: a version not above the highest
+// committed is admitted only when signed metadata authorises exactly this step. The target's
+// custom metadata (signed by the targets role) lists the box's highest committed version in
+// downgrade_from, the bundle is the committed model's name, and with site approval required
+// the site key's approval of these very bytes lists that version too.
+func (m *Manager) authorisedDowngrade(t Target, st *SeqState) error {
+	c := t.Custom
+	switch {
+	case !slices.Contains(c.DowngradeFrom, st.Highest):
+		return fmt.Errorf("%w: %s is not above %s, and no signed downgrade authorisation from %s", ErrDowngrade, c.Version,
+			st.Highest, st.Highest)
+	case c.Name != st.Committed.Name:
+		return fmt.Errorf("%w: the downgrade authorisation is for %s, this box runs %s", ErrDowngrade, c.Name, st.Committed.Name)
+	case m.o.RequireSiteApproval && t.Approval != nil:
+		return fmt.Errorf("%w: the downgrade to %s needs the site's approval: %v", ErrDowngrade, c.Version, t.Approval)
+	case m.o.RequireSiteApproval && !slices.Contains(t.Site.DowngradeFrom, st.Highest):
+		return fmt.Errorf("%w: the site's approval of %s does not authorise the downgrade from %s", ErrDowngrade, t.Name, st.Highest)
+	}
+	return nil
 }
 
 func parseable(v string) bool { _, ok := parseSemver(v); return ok }

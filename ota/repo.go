@@ -214,6 +214,61 @@ func (r *Repo) Recall(name string) error {
 	return r.publishSigned()
 }
 
+// AuthoriseDowngrade signs a downgrade authorisation (ota/README.md, "Deliberate rollback"):
+// target, a listed bundle, may replace `from` on a box whose highest committed version of that
+// model is `from`. Every target of the same model with a version above the target's and up to
+// `from` is withdrawn in the same signed metadata, since a box that took the downgrade would
+// otherwise accept them again. It returns the targets withdrawn. With site approval on, the
+// site signs its half by approving the target again (`midline ota approve`).
+func (r *Repo) AuthoriseDowngrade(target, from string) ([]string, error) {
+	t, ok := r.targets.Signed.Targets[target]
+	if !ok || t.Custom == nil {
+		return nil, fmt.Errorf("ota: downgrade: no target %q", target)
+	}
+	c, err := ParseCustom(*t.Custom)
+	if err != nil {
+		return nil, fmt.Errorf("ota: downgrade: %w", err)
+	}
+	if c.Withdrawn {
+		return nil, fmt.Errorf("ota: downgrade: %s is withdrawn", target)
+	}
+	if !slices.Contains(c.DowngradeFrom, from) {
+		c.DowngradeFrom = append(c.DowngradeFrom, from)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("ota: downgrade: %w", err)
+	}
+	withdrawn, err := r.withdrawBetween(c, from)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.setTarget(target, t.Length, t.Hashes["sha256"], c); err != nil {
+		return nil, err
+	}
+	return withdrawn, r.publishSigned()
+}
+
+// withdrawBetween withdraws the targets of c's model and sequence whose version is above c's
+// and not above from.
+func (r *Repo) withdrawBetween(c Custom, from string) ([]string, error) {
+	var out []string
+	listed := r.Targets()
+	for name, tf := range r.targets.Signed.Targets {
+		o, ok := listed[name]
+		if !ok || o.Withdrawn || o.Name != c.Name || o.Sequence != c.Sequence ||
+			CompareVersions(o.Version, c.Version) <= 0 || CompareVersions(o.Version, from) > 0 {
+			continue
+		}
+		o.Withdrawn = true
+		if err := r.setTarget(name, tf.Length, tf.Hashes["sha256"], o); err != nil {
+			return nil, err
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
 // RefreshTimestamp signs a new timestamp (the online key's routine job, e.g. from cron or
 // `ota serve`), so that boxes keep seeing fresh metadata when nothing was published.
 func (r *Repo) RefreshTimestamp() error {

@@ -55,6 +55,8 @@ type Installed struct {
 	Version string `json:"version"`
 	Target  string `json:"target,omitempty"` // empty for a seeded bundle
 	SHA256  string `json:"sha256,omitempty"` // the target's signed sha256 (hex), when it came over the air
+	// DowngradeFrom is the highest committed version an authorised downgrade lowers.
+	DowngradeFrom string `json:"downgrade_from,omitempty"`
 }
 
 // Trial is a new model on trial: it commits after trial_jobs jobs and trial_minutes minutes,
@@ -309,7 +311,9 @@ func (s *Slots) releaseInactive(seq string) error {
 }
 
 // Commit keeps the trial: it becomes the committed model, the one it replaced is kept as the
-// previous, and Highest rises.
+// previous, and Highest rises. An authorised downgrade lowers Highest to its own version
+// instead, which spends the authorisation (it names the old Highest), and keeps no previous:
+// the model it deliberately replaced must not come back by a recall.
 func (s *Slots) Commit(seq string) error {
 	st := s.State.Sequences[seq]
 	if st.Trial == nil {
@@ -317,7 +321,10 @@ func (s *Slots) Commit(seq string) error {
 	}
 	prev := st.Committed
 	st.Previous, st.Committed, st.Trial = &prev, st.Trial.Installed, nil
-	if CompareVersions(st.Committed.Version, st.Highest) > 0 {
+	switch {
+	case st.Committed.DowngradeFrom != "" && st.Committed.DowngradeFrom == st.Highest:
+		st.Highest, st.Previous = st.Committed.Version, nil
+	case CompareVersions(st.Committed.Version, st.Highest) > 0:
 		st.Highest = st.Committed.Version
 	}
 	return s.save()

@@ -34,8 +34,10 @@ type Target struct {
 	Want    Want
 	Custom  Custom
 	Expires time.Time // the earliest expiry of the metadata that vouched for it
-	// Approval is nil when the site approved exactly these bytes (approve.go), else why not.
+	// Approval is nil when the site approved exactly these bytes (approve.go), else why not;
+	// Site is what the site signed with its approval (its half of a downgrade authorisation).
 	Approval error
+	Site     SiteApproval
 }
 
 // ErrMetadata marks a metadata refresh that failed verification (a bad signature, an expired
@@ -92,7 +94,7 @@ func Refresh(t Trust) (map[string]Target, error) {
 		tg := Target{Name: name, URL: u, Want: Want{Length: tf.Length, SHA256: sum}, Custom: c, Expires: exp,
 			Approval: fmt.Errorf("%w: no ota.site_key configured", ErrNotApproved)}
 		if t.SiteKey != nil {
-			tg.Approval = approved(up, t.Site, t.SiteKey, name, tf)
+			tg.Site, tg.Approval = approved(up, t.Site, t.SiteKey, name, tf)
 		}
 		out[name] = tg
 	}

@@ -95,6 +95,7 @@ func (d *Daemon) openSlots() error {
 		Trust:    trust,
 		StateDir: d.cfg.StateDir, Group: d.cfg.Group, Engine: d.engineOptions(), FirmwareVersion: d.opts.Version,
 		TrialJobs: d.cfg.OTA.TrialJobs, TrialTime: time.Duration(d.cfg.OTA.TrialMinutes) * time.Minute, Report: d.otaReport,
+		RequireSiteApproval: d.cfg.OTA.RequireSiteApproval,
 	})
 	d.ota.mgr = mgr
 	return err

@@ -50,7 +50,8 @@ func pushCmd(t *testing.T, r *rig, target string) {
 // shadow: a T2 study is contoured and delivered by the committed model, the candidate's result
 // is compared (Dice, volumes) in the job, on the status page and in /api/ota, and nothing of it
 // reaches the planning system or MQTT. An approval signed by a key that is not the box's site
-// key changes nothing; the site key's approval puts the candidate on trial.
+// key changes nothing; the site key's approval (here by a site-key rotation, which re-signs it)
+// puts the candidate on trial.
 func TestShadowComparedNeverSent(t *testing.T) {
 	repoDir := t.TempDir()
 	repo, err := ota.Init(repoDir, filepath.Join(repoDir, "offline"), ota.RepoOptions{})
@@ -157,7 +158,9 @@ func TestShadowComparedNeverSent(t *testing.T) {
 	if m := r.d.modelList(); m[1].Version != shippedT2 {
 		t.Fatalf("switched on a foreign approval: %+v", m)
 	}
-	if err := repo.Approve(sitePriv, "test-site", name); err != nil {
+	// The foreign approval delegated the site's role to its key: the site takes it back with a
+	// rotation to its own key, which re-signs the approval.
+	if _, err := repo.RotateSiteKey(sitePriv, "test-site"); err != nil {
 		t.Fatal(err)
 	}
 	pushCmd(t, r, name)
