@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -456,4 +457,35 @@ func (m *Manager) slotsSequences() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.slots.Sequences()
+}
+
+// Candidates are the targets a periodic check would install, at most one per sequence with
+// slots (the newest admissible version released to the box's group, by Prepare's own rules
+// before download), in sequence order. A target already waiting in shadow is left out, so a
+// check does not download it again.
+func (m *Manager) Candidates(targets map[string]Target) []string {
+	best := map[string]Target{}
+	for _, t := range targets {
+		if !t.Custom.ReleasedTo(m.o.Group) || m.inShadow(t) {
+			continue
+		}
+		if _, _, err := m.admit(t); err != nil {
+			continue
+		}
+		seq := t.Custom.Sequence
+		if b, ok := best[seq]; !ok || CompareVersions(t.Custom.Version, b.Custom.Version) > 0 ||
+			(t.Custom.Version == b.Custom.Version && t.Name < b.Name) {
+			best[seq] = t
+		}
+	}
+	out := make([]string, 0, len(best))
+	for _, seq := range slices.Sorted(maps.Keys(best)) {
+		out = append(out, best[seq].Name)
+	}
+	return out
+}
+
+func (m *Manager) inShadow(t Target) bool {
+	s := m.Shadow(t.Custom.Sequence)
+	return s != nil && s.Target == t.Name && s.SHA256 == fmt.Sprintf("%x", t.Want.SHA256)
 }

@@ -40,6 +40,10 @@ type Options struct {
 	SendAttempts   int
 	SendDelay      time.Duration
 	MQTTMaxBackoff time.Duration
+	// OTACheckInterval replaces ota.check_interval (whose floor is 1m) for tests; Clock is the
+	// wall clock ota.window is read with (time.Now when nil).
+	OTACheckInterval time.Duration
+	Clock            func() time.Time
 }
 
 // Daemon is one running appliance.

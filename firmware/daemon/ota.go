@@ -61,6 +61,8 @@ type otaRuntime struct {
 	pending  []ota.Change
 	prepared *ota.Prepared
 	expires  time.Time
+	// refusedTargets: targets (by name, their sha256) a periodic check does not try again.
+	refusedTargets map[string]string
 
 	// The worker's own: shadow candidates by sequence and the last committed result's mask.
 	shadows map[string]*pipeline.Model
@@ -71,7 +73,7 @@ type otaRuntime struct {
 // the binary), counts this start against any trial (a crash loop rolls back) and reconciles
 // the active links. A models.dir of bundle folders is loaded as it is, without OTA.
 func (d *Daemon) openSlots() error {
-	d.ota = &otaRuntime{trigger: make(chan OTACommand, 4), shadows: map[string]*pipeline.Model{}}
+	d.ota = &otaRuntime{trigger: make(chan OTACommand, 4), shadows: map[string]*pipeline.Model{}, refusedTargets: map[string]string{}}
 	slots, err := ota.OpenSlots(d.cfg.Models.Dir, seedFS(d.cfg.Models.SeedDir))
 	if errors.Is(err, ota.ErrNoSlots) {
 		d.log.Info("daemon: models.dir holds bundles directly; over-the-air updates are off", "dir", d.cfg.Models.Dir)
@@ -190,13 +192,13 @@ func (d *Daemon) otaCommand(c mqtt.Command) {
 	}
 }
 
-// otaLoop carries commands out one at a time, checks for recalls every ota.check_interval and
-// wakes the worker while a trial runs, so that trial_minutes can end it.
+// otaLoop carries commands out one at a time, runs the periodic check every
+// ota.check_interval and wakes the worker while a trial runs, so that trial_minutes can end it.
 func (d *Daemon) otaLoop(ctx context.Context) {
 	if d.ota == nil || d.ota.mgr == nil || !d.cfg.OTA.Enabled() {
 		return
 	}
-	check := time.NewTicker(d.cfg.OTA.CheckInterval)
+	check := time.NewTicker(d.checkInterval())
 	defer check.Stop()
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
@@ -208,31 +210,30 @@ func (d *Daemon) otaLoop(ctx context.Context) {
 		case cmd := <-d.ota.trigger:
 			d.otaRun(ctx, cmd)
 		case <-check.C:
-			d.otaRun(ctx, OTACommand{Action: "check"})
+			d.otaPeriodic(ctx)
 		case <-tick.C:
 			d.jobs.signal()
 		}
 	}
 }
 
+// checkInterval is ota.check_interval, or the tests' shorter one.
+func (d *Daemon) checkInterval() time.Duration {
+	if d.opts.OTACheckInterval > 0 {
+		return d.opts.OTACheckInterval
+	}
+	return d.cfg.OTA.CheckInterval
+}
+
 func (d *Daemon) otaRun(ctx context.Context, cmd OTACommand) {
 	if cmd.Action != "check" && !cmd.Now && !d.waitWindow(ctx) {
 		return
 	}
-	if !d.waitIdle(ctx) {
+	targets, approved, ok := d.otaCheck(ctx, cmd.Target)
+	if !ok {
 		return
 	}
-	targets, err := d.ota.mgr.Check()
-	if err != nil {
-		d.otaReport(ota.Report{Phase: ota.PhaseFailed, Target: cmd.Target, Err: err})
-		d.setAlarm("ota-metadata", "OTA metadata check failed: "+err.Error())
-		return
-	}
-	d.clearAlarm("ota-metadata")
-	d.noteExpiry(targets)
-	d.queueChanges(d.ota.mgr.Recall(targets))
-	approved := d.ota.mgr.Approved(targets) // shadows the site has approved since
-	defer d.jobs.signal()                   // the worker reconciles shadows and switches
+	defer d.jobs.signal() // the worker reconciles shadows and switches
 	if cmd.Action == "check" || cmd.Target == "" {
 		d.setPrepared(approved)
 		return
@@ -245,15 +246,95 @@ func (d *Daemon) otaRun(ctx context.Context, cmd OTACommand) {
 		}
 		return
 	}
-	p, err := d.ota.mgr.Prepare(ctx, targets, cmd.Target)
-	if err != nil {
-		return // reported by the manager
+	d.otaInstall(ctx, targets, cmd.Target)
+}
+
+// otaCheck waits until no study is processed, refreshes the verified metadata and applies
+// recalls; it returns the targets and the shadows the site has approved since. false: the
+// check failed (reported, alarm raised) or the daemon is stopping.
+func (d *Daemon) otaCheck(ctx context.Context, target string) (map[string]ota.Target, []*ota.Prepared, bool) {
+	if !d.waitIdle(ctx) {
+		return nil, nil, false
 	}
-	if d.cfg.OTA.RequireSiteApproval && t.Approval != nil {
+	targets, err := d.ota.mgr.Check()
+	if err != nil {
+		d.otaReport(ota.Report{Phase: ota.PhaseFailed, Target: target, Err: err})
+		d.setAlarm("ota-metadata", "OTA metadata check failed: "+err.Error())
+		return nil, nil, false
+	}
+	d.clearAlarm("ota-metadata")
+	d.noteExpiry(targets)
+	d.queueChanges(d.ota.mgr.Recall(targets))
+	return targets, d.ota.mgr.Approved(targets), true
+}
+
+// otaInstall prepares a target (download, unpack, self-test) and hands it to the worker for
+// its trial, or keeps it in shadow while the site has not approved it. false: refused or failed
+// (reported by the manager).
+func (d *Daemon) otaInstall(ctx context.Context, targets map[string]ota.Target, name string) bool {
+	p, err := d.ota.mgr.Prepare(ctx, targets, name)
+	if err != nil {
+		if !errors.Is(err, ota.ErrTruncated) && ctx.Err() == nil {
+			d.ota.refuse(name, targets[name])
+		}
+		return false
+	}
+	if t := targets[name]; d.cfg.OTA.RequireSiteApproval && t.Approval != nil {
 		d.ota.mgr.BeginShadow(p, t.Approval)
-		return
+		return true
 	}
 	d.setPrepared([]*ota.Prepared{p})
+	return true
+}
+
+// otaPeriodic is the check every ota.check_interval without a command: recalls at once; then,
+// within ota.window and while no study is processed, an approved shadow goes on trial or the
+// newest target released to this box's group is installed (one per check). A target refused
+// here before is not tried again until a command names it or the daemon restarts.
+func (d *Daemon) otaPeriodic(ctx context.Context) {
+	targets, approved, ok := d.otaCheck(ctx, "")
+	if !ok || (len(approved) == 0 && len(d.candidates(targets)) == 0) {
+		return
+	}
+	if !d.waitWindow(ctx) {
+		return
+	}
+	if targets, approved, ok = d.otaCheck(ctx, ""); !ok { // the wait may have been long
+		return
+	}
+	defer d.jobs.signal()
+	if d.setPrepared(approved) {
+		return
+	}
+	for _, name := range d.candidates(targets) {
+		if d.otaInstall(ctx, targets, name) {
+			return
+		}
+	}
+}
+
+// candidates are the manager's candidates less those refused before (same bytes).
+func (d *Daemon) candidates(targets map[string]ota.Target) []string {
+	var out []string
+	for _, name := range d.ota.mgr.Candidates(targets) {
+		if !d.ota.refused(name, targets[name]) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func (o *otaRuntime) refuse(name string, t ota.Target) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.refusedTargets[name] = fmt.Sprintf("%x", t.Want.SHA256)
+}
+
+func (o *otaRuntime) refused(name string, t ota.Target) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	sum, ok := o.refusedTargets[name]
+	return ok && sum == fmt.Sprintf("%x", t.Want.SHA256)
 }
 
 // setPrepared hands the worker a bundle to switch to on trial (one at a time: the others wait
@@ -272,7 +353,7 @@ func (d *Daemon) setPrepared(ps []*ota.Prepared) bool {
 func (d *Daemon) waitWindow(ctx context.Context) bool {
 	start, end, _ := config.ParseWindow(d.cfg.OTA.Window)
 	reported := false
-	for !inWindow(time.Now(), start, end) {
+	for !inWindow(d.now(), start, end) {
 		if !reported {
 			d.publishOTAState(ota.Report{Phase: "waiting", Detail: "waiting for ota.window " + d.cfg.OTA.Window})
 			reported = true
@@ -280,10 +361,18 @@ func (d *Daemon) waitWindow(ctx context.Context) bool {
 		select {
 		case <-ctx.Done():
 			return false
-		case <-time.After(30 * time.Second):
+		case <-time.After(min(30*time.Second, d.checkInterval())):
 		}
 	}
 	return true
+}
+
+// now is the wall clock ota.window is read with (tests set Options.Clock).
+func (d *Daemon) now() time.Time {
+	if d.opts.Clock != nil {
+		return d.opts.Clock()
+	}
+	return time.Now()
 }
 
 func inWindow(now time.Time, start, end int) bool {

@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/midline-rt/midline/firmware/config"
+	"github.com/midline-rt/midline/internal/peers"
 	"github.com/midline-rt/midline/internal/testenv"
 	"github.com/midline-rt/midline/ota"
 )
@@ -119,4 +121,76 @@ func subHas(r *rig, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestOTAPeriodicCheck: without any command, the periodic check installs the newest target
+// released to the box's group (not another group's), only within ota.window, and only once
+// the study being processed is done.
+func TestOTAPeriodicCheck(t *testing.T) {
+	repoDir := t.TempDir()
+	repo, err := ota.Init(repoDir, filepath.Join(repoDir, "offline"), ota.RepoOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v, group := range map[string]string{"1.1.0": "ward-a", "1.0.5": "ward-a", "1.2.0": "ward-b"} {
+		if _, err := repo.Publish(newVersion(t, v), []string{group}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(http.FileServer(http.Dir(repo.Served())))
+	defer srv.Close()
+	// The box's clock stands before ota.window (02:00-03:00) until the test moves it in.
+	var clock atomic.Pointer[time.Time]
+	at := func(hour int) {
+		c := time.Date(2026, 1, 1, hour, 30, 0, 0, time.Local)
+		clock.Store(&c)
+	}
+	at(12)
+	r := newRigWith(t, func(c *config.Config) {
+		c.Models.Dir, c.Models.SeedDir = filepath.Join(c.StateDir, "models"), ""
+		c.Group = "ward-a"
+		c.OTA.RepoURL, c.OTA.TrustedRoot = srv.URL, filepath.Join(repo.Served(), "1.root.json")
+		c.OTA.RequireSiteApproval, c.OTA.TrialJobs, c.OTA.Window = false, 1, "02:00-03:00"
+	}, Options{OTACheckInterval: 300 * time.Millisecond, Clock: func() time.Time { return *clock.Load() }}, false)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, l := range r.sub.Lines() {
+				if strings.Contains(l, "ota") || strings.Contains(l, "job_") {
+					t.Log(l[:min(len(l), 400)])
+				}
+			}
+		}
+	})
+	waitFor(t, "the check waiting for the window", func() bool { return subHas(r, "waiting for ota.window 02:00-03:00") })
+	// A study arrives; the window opens while it is processed.
+	if out, err := peers.Storescu(t, "MIDLINE", r.dicom, filepath.Join(seed4(), "T2")); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	waitFor(t, "the job to run", func() bool {
+		jobs := readJobs(r.cfg.StateDir)
+		return len(jobs) == 1 && jobs[0].State == JobRunning
+	})
+	if subHas(r, `"type":"ota_downloading"`) {
+		t.Fatal("downloaded outside ota.window")
+	}
+	at(2)
+	waitFor(t, "T2 1.1.0 on trial", func() bool {
+		m := r.d.modelList()
+		return len(m) == 2 && m[1].Sequence == "T2" && m[1].Version == "1.1.0"
+	})
+	done, download := -1, -1
+	for i, l := range r.sub.Lines() {
+		if done < 0 && strings.Contains(l, `"type":"job_done"`) {
+			done = i
+		}
+		if download < 0 && strings.Contains(l, `"type":"ota_downloading"`) {
+			download = i
+		}
+	}
+	if done < 0 || download < done {
+		t.Fatalf("the download (line %d) did not wait for the study's end (line %d)", download, done)
+	}
+	if subHas(r, ":ota:dmg-t2:1.2.0:") || subHas(r, ":ota:dmg-t2:1.0.5:") {
+		t.Fatal("installed another group's target or an older one")
+	}
 }
