@@ -185,8 +185,10 @@ func (d *Daemon) openModels(ctx context.Context) error {
 	d.models = map[string]*pipeline.Model{}
 	for _, e := range bundles {
 		m, err := pipeline.OpenModel(ctx, e.dir, accel.Options{Engine: accel.Kind(d.cfg.Engine.Kind), Threads: d.cfg.Engine.Threads})
-		if alt, ok := d.otaLoadFailed(e.name, err); err != nil && ok {
-			m, err = pipeline.OpenModel(ctx, alt, accel.Options{Engine: accel.Kind(d.cfg.Engine.Kind), Threads: d.cfg.Engine.Threads})
+		if err != nil { // a trial that fails at start rolls back; the committed model loads instead
+			if alt, ok := d.otaLoadFailed(e.name, err); ok {
+				m, err = pipeline.OpenModel(ctx, alt, accel.Options{Engine: accel.Kind(d.cfg.Engine.Kind), Threads: d.cfg.Engine.Threads})
+			}
 		}
 		if err != nil {
 			d.log.Error("daemon: model not loaded", "bundle", e.name, "err", err)
