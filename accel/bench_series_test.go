@@ -52,6 +52,11 @@ func TestBenchSeries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	if s := os.Getenv("MIDLINE_BENCH_GATE"); s != "" { // try another roi_gate than the bundle's
+		if _, err := fmt.Sscan(s, &b.Meta.RoiGate); err != nil {
+			t.Fatalf("MIDLINE_BENCH_GATE=%q: %v", s, err)
+		}
+	}
 	fmt.Printf("| subject | series | gating | tiles | invoke p50 ms | tiles/s | series s | load s | in invoke s | overhead | Dice | components kept |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, dir := range strings.Split(list, ",") {
 		benchSubject(t, dir, b.Meta, m)

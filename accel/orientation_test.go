@@ -75,18 +75,23 @@ func TestOrientationEndToEnd(t *testing.T) {
 }
 
 // orientationMisses are the cases where dmg-t2 1.0.0's prediction is more than 1 mm from the
-// truth, with the distance measured when the list was made. hfs_r is the control: the same
-// right-thalamus lesion in the model's own orientation misses by as much as ffs, so the miss is
-// the model's (it under-segments the lesion's upper slices), not the orientation's.
+// truth, with the distance measured when the list was made (after the gate began to reach
+// neighbouring slices, which brought each case from about half of the truth's voxels to 73 to
+// 94 % of them). Every predicted centroid now lies superior of the truth's, by 1.0 to 3.4 mm
+// along the patient's axis, whatever the position and plane, and the pairs that show the model
+// the same image agree: the model over-reaches upwards (toward the lateral ventricles, bright
+// on T2) on this thalamic lesion. A finding about the model, not the orientation.
 var orientationMisses = map[string]struct {
 	mm   float64
 	note string
 }{
-	"hfs_r":    {2.70, "412 of 926 voxels, upper slices missed"},
-	"ffs":      {2.44, "452 of 926 voxels, like hfs_r"},
-	"tilted":   {3.31, "335 of 940 voxels, upper slices missed"},
-	"coronal":  {1.55, "1017 of 2188 voxels on the thin-slice reformat"},
-	"sagittal": {4.81, "559 of 2731 voxels on the thin-slice reformat, upper part missed"},
+	"hfs":      {1.77, "780 of 926 voxels, centroid 1.6 mm superior"},
+	"hfs_r":    {3.34, "762 of 926 voxels, centroid 2.6 mm superior"},
+	"ffs":      {3.09, "825 of 926 voxels, like hfs_r"},
+	"hfp":      {1.88, "958 of 1147 voxels, like hfs"},
+	"tilted":   {3.94, "675 of 940 voxels, centroid 3.4 mm superior"},
+	"coronal":  {1.84, "2045 of 2188 voxels on the thin-slice reformat"},
+	"sagittal": {3.06, "2561 of 2731 voxels on the thin-slice reformat"},
 }
 
 func dist(a, b [3]float64) float64 {

@@ -53,6 +53,7 @@ func checkRunnerGolden(t *testing.T, dir string) {
 		Model                    string // relative to the repository's root
 		Slices, Rows, Cols, Size int
 		Spacing                  [2]float64
+		SliceMM                  float64 `json:"slice_mm"`
 		TilesRun                 int `json:"tiles_run"`
 		Fill                     float32
 		ScalesMM                 []float64 `json:"scales_mm"`
@@ -76,20 +77,19 @@ func checkRunnerGolden(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tiles, worst := 0, 0.0
-	for k := range meta.Slices {
-		s := Slice{Image: Image{Rows: meta.Rows, Cols: meta.Cols, Pix: z[k*n : (k+1)*n]},
+	worst := 0.0
+	st, err := r.segmentSeries(context.Background(), meta.Slices, meta.SliceMM, func(k int) Slice {
+		return Slice{Image: Image{Rows: meta.Rows, Cols: meta.Cols, Pix: z[k*n : (k+1)*n]},
 			Spacing: meta.Spacing, Fill: meta.Fill}
-		got, st, err := r.Segment(context.Background(), s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tiles += st.TilesRun
+	}, func(k int, got Image) {
 		for i, v := range got.Pix {
 			worst = max(worst, math.Abs(float64(v-want[k*n+i])))
 		}
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if tiles != meta.TilesRun {
+	if tiles := st.TilesRun; tiles != meta.TilesRun {
 		t.Errorf("Go ran %d tiles, Python %d", tiles, meta.TilesRun)
 	}
 	// Float rounding differs (Python float32 arrays, Go float64 accumulators); what matters is
@@ -97,5 +97,5 @@ func checkRunnerGolden(t *testing.T, dir string) {
 	if worst > 1e-4 {
 		t.Errorf("largest difference from the Python reference: %g", worst)
 	}
-	t.Logf("largest difference from the Python reference: %g over %d tiles", worst, tiles)
+	t.Logf("largest difference from the Python reference: %g over %d tiles", worst, st.TilesRun)
 }

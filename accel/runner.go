@@ -25,7 +25,8 @@ type Runner struct {
 	fused, acc, wsum []float64
 	// Flip test-time augmentation: the mirrored tile's input and output.
 	flipIn, flipOut []int8
-	scratch         arena // one slice's images, reused by the next slice
+	scratch         arena  // one slice's images, reused by the next slice
+	open            []bool // the tiles the gate opens on the slice at hand
 }
 
 // arena hands out float32 buffers that stay valid until reset: the images of one Segment call.
@@ -116,76 +117,158 @@ func NewRunner(m TileModel, p Plan, rs Resampler) (*Runner, error) {
 
 // Segment returns the fused probability of one slice on its native grid.
 func (r *Runner) Segment(ctx context.Context, s Slice) (Image, Stats, error) {
-	p, st, err := r.segment(ctx, s)
-	if err != nil {
-		return Image{}, st, err
-	}
-	return Image{Rows: p.Rows, Cols: p.Cols, Pix: slices.Clone(p.Pix)}, st, nil
+	var out Image
+	st, err := r.segmentSeries(ctx, 1, 0, func(int) Slice { return s }, func(_ int, p Image) {
+		out = Image{Rows: p.Rows, Cols: p.Cols, Pix: slices.Clone(p.Pix)}
+	})
+	return out, st, err
 }
 
-// segment is Segment with its result in the runner's scratch: valid until the next call.
-func (r *Runner) segment(ctx context.Context, s Slice) (Image, Stats, error) {
-	r.scratch.reset()
+// GateSlabMM is how far along the slice normal a coarse scale's finding opens the finer scale's
+// tiles (docs/contracts.md, Tiled inference). At 2 mm the model sees a lesion's thin end slices at
+// a quarter of the pixels and often gives them nothing, while the 1 mm tiles find them; the
+// neighbouring slices' coarse probability brings those tiles back.
+const GateSlabMM = 20.0
+
+// gateReach is how many slices on either side the gate reaches at slice spacing mm.
+func gateReach(spacing float64) int {
+	if !(spacing > 0) {
+		return 0
+	}
+	return int(math.Floor(GateSlabMM/spacing + 1e-9))
+}
+
+// segmentSeries runs n slices, spaced sliceMM apart, through every scale, coarsest first, one
+// pass over the slices per scale, so that a finer scale's gate on slice k can use the coarser
+// probability of slices within GateSlabMM. at(k) gives slice k (asked for again in each pass);
+// emit(k, p) receives slice k's fused probability, valid until emit returns. Each non-finest
+// scale's probability of every slice is kept, on that scale's coarser grid, until the last pass
+// fuses it.
+func (r *Runner) segmentSeries(ctx context.Context, n int, sliceMM float64, at func(k int) Slice, emit func(k int, p Image)) (Stats, error) {
 	var stats Stats
-	if s.Image.Rows <= 0 || s.Image.Cols <= 0 || len(s.Image.Pix) != s.Image.Rows*s.Image.Cols {
-		return Image{}, stats, fmt.Errorf("accel: slice of %dx%d with %d values", s.Image.Rows, s.Image.Cols, len(s.Image.Pix))
-	}
-	channels := []Image{s.Image}
-	if r.plan.Context > 0 {
-		if len(s.Context) != r.plan.Channels() {
-			return Image{}, stats, fmt.Errorf("accel: %d context slices given, the model takes %d", len(s.Context), r.plan.Channels())
-		}
-		for _, c := range s.Context {
-			if c.Rows != s.Image.Rows || c.Cols != s.Image.Cols || len(c.Pix) != len(s.Image.Pix) {
-				return Image{}, stats, fmt.Errorf("accel: context slice of %dx%d for a slice of %dx%d", c.Rows, c.Cols, s.Image.Rows, s.Image.Cols)
-			}
-		}
-		channels = s.Context
-	}
-	// Accumulate in float64 and round once: a constant model then gives exactly its constant.
-	fused := zeroed(&r.fused, s.Image.Rows*s.Image.Cols)
-	var coarse Image
-	var weights float64
+	last := len(r.order) - 1
+	kept := make([][]Image, last) // kept[i][k]: scale r.order[i]'s probability of slice k
+	reach := gateReach(sliceMM)
+	var pass [][]bool // pass[k]: this scale's tiles that slice k's own coarser probability opens
 	for i, si := range r.order {
 		scale := r.plan.ScalesMM[si]
-		zs := make([]Image, len(channels))
-		for c, img := range channels {
-			zs[c] = r.toScale(img, s.Spacing, scale)
+		var next [][]bool
+		if i < last {
+			kept[i] = make([]Image, n)
+			if !r.noGate {
+				next = make([][]bool, n)
+			}
 		}
-		var gate *Image
-		if i > 0 && !r.noGate {
-			g := dilateMax(r.toScale(coarse, s.Spacing, scale), r.plan.Stride(), r.scratch.get)
-			gate = &g
+		for k := range n {
+			r.scratch.reset()
+			s := at(k)
+			channels, err := r.channels(s)
+			if err != nil {
+				return stats, fmt.Errorf("slice %d: %w", k, err)
+			}
+			zs := make([]Image, len(channels))
+			for c, img := range channels {
+				zs[c] = r.toScale(img, s.Spacing, scale)
+			}
+			var open []bool
+			if pass != nil {
+				open = r.openTiles(pass, k-reach, k+reach)
+			}
+			ps, err := r.runScale(ctx, zs, s.Fill, open, &stats)
+			if err != nil {
+				return stats, fmt.Errorf("slice %d: %w", k, err)
+			}
+			rows, cols := s.Image.Rows, s.Image.Cols
+			if i < last {
+				kept[i][k] = Image{Rows: ps.Rows, Cols: ps.Cols, Pix: slices.Clone(ps.Pix)}
+				if next != nil {
+					finer := r.plan.ScalesMM[r.order[i+1]]
+					g := dilateMax(r.toScale(r.toNative(ps, rows, cols), s.Spacing, finer), r.plan.Stride(), r.scratch.get)
+					next[k] = r.tilesOver(g)
+				}
+				continue
+			}
+			// Accumulate in float64 and round once: a constant model then gives exactly its constant.
+			fused := zeroed(&r.fused, rows*cols)
+			var weights float64
+			for j, sj := range r.order {
+				p := ps
+				if j < last {
+					p = kept[j][k]
+				}
+				w := r.plan.ScaleWeights[sj]
+				for x, v := range r.toNative(p, rows, cols).Pix {
+					fused[x] += w * float64(v)
+				}
+				weights += w
+			}
+			out := Image{Rows: rows, Cols: cols, Pix: r.scratch.get(len(fused))}
+			for x, v := range fused {
+				out.Pix[x] = float32(v / weights)
+			}
+			emit(k, out)
 		}
-		ps, err := r.runScale(ctx, zs, s.Fill, gate, &stats)
-		if err != nil {
-			return Image{}, stats, err
-		}
-		native := r.toNative(ps, s.Image.Rows, s.Image.Cols)
-		w := r.plan.ScaleWeights[si]
-		for j, v := range native.Pix {
-			fused[j] += w * float64(v)
-		}
-		weights += w
-		coarse = native
+		pass = next
 	}
-	out := Image{Rows: s.Image.Rows, Cols: s.Image.Cols, Pix: r.scratch.get(len(fused))}
-	for j, v := range fused {
-		out.Pix[j] = float32(v / weights)
-	}
-	return out, stats, nil
+	return stats, nil
 }
 
-// runScale tiles one resampled slice (one image per input channel), runs the tiles the gate
-// lets through, and blends them.
-func (r *Runner) runScale(ctx context.Context, zs []Image, fill float32, gate *Image, stats *Stats) (Image, error) {
+// channels checks a slice and returns the images a tile is cut from: the slice, or its context.
+func (r *Runner) channels(s Slice) ([]Image, error) {
+	if s.Image.Rows <= 0 || s.Image.Cols <= 0 || len(s.Image.Pix) != s.Image.Rows*s.Image.Cols {
+		return nil, fmt.Errorf("accel: slice of %dx%d with %d values", s.Image.Rows, s.Image.Cols, len(s.Image.Pix))
+	}
+	if r.plan.Context == 0 {
+		return []Image{s.Image}, nil
+	}
+	if len(s.Context) != r.plan.Channels() {
+		return nil, fmt.Errorf("accel: %d context slices given, the model takes %d", len(s.Context), r.plan.Channels())
+	}
+	for _, c := range s.Context {
+		if c.Rows != s.Image.Rows || c.Cols != s.Image.Cols || len(c.Pix) != len(s.Image.Pix) {
+			return nil, fmt.Errorf("accel: context slice of %dx%d for a slice of %dx%d", c.Rows, c.Cols, s.Image.Rows, s.Image.Cols)
+		}
+	}
+	return s.Context, nil
+}
+
+// tilesOver says, for each tile of an image of g's size (TileOrigins rows by columns), whether
+// the gate g reaches roi_gate somewhere in its window.
+func (r *Runner) tilesOver(g Image) []bool {
+	tops, lefts := TileOrigins(g.Rows, r.plan.Size, r.plan.Overlap), TileOrigins(g.Cols, r.plan.Size, r.plan.Overlap)
+	open := make([]bool, 0, len(tops)*len(lefts))
+	for _, top := range tops {
+		for _, left := range lefts {
+			open = append(open, windowMax(g, top, left, r.plan.Size) >= float32(r.plan.RoiGate))
+		}
+	}
+	return open
+}
+
+// openTiles is the union of pass[from..to] (clamped to the series): a tile runs on a slice when
+// the coarser scale opened it there or on a slice within reach.
+func (r *Runner) openTiles(pass [][]bool, from, to int) []bool {
+	from, to = max(from, 0), min(to, len(pass)-1)
+	r.open = append(r.open[:0], pass[from]...)
+	for _, p := range pass[from+1 : to+1] {
+		for t, on := range p {
+			r.open[t] = r.open[t] || on
+		}
+	}
+	return r.open
+}
+
+// runScale tiles one resampled slice (one image per input channel), runs the tiles open says
+// (all when it is nil), and blends them.
+func (r *Runner) runScale(ctx context.Context, zs []Image, fill float32, open []bool, stats *Stats) (Image, error) {
 	size := r.plan.Size
 	z := zs[0]
 	n := z.Rows * z.Cols
 	acc, wsum := zeroed(&r.acc, n), zeroed(&r.wsum, n)
-	for _, top := range TileOrigins(z.Rows, size, r.plan.Overlap) {
-		for _, left := range TileOrigins(z.Cols, size, r.plan.Overlap) {
-			if gate != nil && windowMax(*gate, top, left, size) < float32(r.plan.RoiGate) {
+	lefts := TileOrigins(z.Cols, size, r.plan.Overlap)
+	for ti, top := range TileOrigins(z.Rows, size, r.plan.Overlap) {
+		for tj, left := range lefts {
+			if open != nil && !open[ti*len(lefts)+tj] {
 				stats.TilesSkipped++
 				continue
 			}

@@ -300,3 +300,64 @@ func TestDilateMaxEqualsTheDefinition(t *testing.T) {
 		}
 	}
 }
+
+// TestGateReachesNeighbouringSlices: a lesion the coarse scale sees on one slice opens the fine
+// tiles around it on every slice within GateSlabMM along the normal, and on no slice beyond.
+// The model gives 0.031 (below roi_gate) on dark input, so a pixel's fused probability says
+// whether its fine tile ran: 0.031 if it did, 0.3 x 0.031 if only the coarse scale ran there.
+func TestGateReachesNeighbouringSlices(t *testing.T) {
+	const n, lesion = 12, 2
+	dark, bright := newImage(256, 256), newImage(256, 256)
+	for i := range dark.Pix {
+		dark.Pix[i], bright.Pix[i] = -1, -1
+	}
+	for y := 40; y < 60; y++ {
+		for x := 40; x < 60; x++ {
+			bright.Pix[y*256+x] = 3
+		}
+	}
+	m := &pointModel{size: 32, f: func(q int8) int8 {
+		if q > 0 {
+			return 127
+		}
+		return -120 // 8/256
+	}}
+	p := Plan{Size: 32, ScalesMM: []float64{1, 2}, ScaleWeights: []float64{0.7, 0.3}, Overlap: 0.5, RoiGate: 0.05}
+	for _, sliceMM := range []float64{5, 10, 3} {
+		r, err := NewRunner(m, p, sameGrid{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reach := gateReach(sliceMM)
+		var near, far []float32
+		_, err = r.segmentSeries(context.Background(), n, sliceMM, func(k int) Slice {
+			img := dark
+			if k == lesion {
+				img = bright
+			}
+			return Slice{Image: img, Spacing: [2]float64{1, 1}, Fill: -1}
+		}, func(k int, got Image) {
+			near = append(near, got.Pix[70*256+70]) // outside the lesion, inside the opened tiles
+			far = append(far, got.Pix[200*256+200])
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const ran, coarseOnly = float32(8.0 / 256), float32(0.3 * 8.0 / 256)
+		for k := range n {
+			want := coarseOnly
+			if k != lesion && k >= lesion-reach && k <= lesion+reach {
+				want = ran
+			}
+			if k != lesion && math.Abs(float64(near[k]-want)) > 1e-6 {
+				t.Errorf("%v mm slices (reach %d): slice %d near the lesion: %v, want %v", sliceMM, reach, k, near[k], want)
+			}
+			if math.Abs(float64(far[k]-coarseOnly)) > 1e-6 {
+				t.Errorf("%v mm slices: slice %d far from the lesion: %v, want %v (no fine tile)", sliceMM, k, far[k], coarseOnly)
+			}
+		}
+	}
+	if gateReach(5) != 4 || gateReach(0) != 0 || gateReach(1) != 20 {
+		t.Errorf("gateReach(5, 0, 1) = %d, %d, %d", gateReach(5), gateReach(0), gateReach(1))
+	}
+}

@@ -56,18 +56,19 @@ func SegmentVolume(ctx context.Context, r *Runner, norm Normalization, v *prepro
 		})
 		native := make([]float32, v.Rows*v.Cols)
 		t1 := time.Now()
-		for k := range c.Slices() {
-			n := o.NativeSlice(k)
+		stats, err := r.segmentSeries(ctx, c.Slices(), c.SliceSpacing, func(k int) Slice {
 			s := st.at(k)
 			s.Spacing, s.Fill = c.PixelSpacing, fill
-			p, st, err := r.segment(ctx, s)
-			if err != nil {
-				return nil, fmt.Errorf("accel: slice %d: %w", n, err)
-			}
-			out.Stats.add(st)
+			return s
+		}, func(k int, p Image) {
+			n := o.NativeSlice(k)
 			o.FromCanonical(native, p.Pix)
 			quantize(out.Q[n*v.Rows*v.Cols:(n+1)*v.Rows*v.Cols], native)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("accel: canonical %w", err)
 		}
+		out.Stats = stats
 		out.Timings.Infer = time.Since(t1)
 		return out, nil
 	}
@@ -94,19 +95,19 @@ func segmentReformatted(ctx context.Context, r *Runner, nm preproc.Normalization
 		nm.Apply(dst, dst)
 	})
 	fill := nm.PadValue()
-	var infer time.Duration
-	for k := range ax.Slices() {
+	t1 := time.Now()
+	stats, err := r.segmentSeries(ctx, ax.Slices(), ax.SliceSpacing, func(k int) Slice {
 		s := stack.at(k)
 		s.Spacing, s.Fill = ax.PixelSpacing, fill
-		t1 := time.Now()
-		p, st, err := r.segment(ctx, s)
-		if err != nil {
-			return nil, fmt.Errorf("accel: axial reformat slice %d: %w", k, err)
-		}
-		infer += time.Since(t1)
-		out.Stats.add(st)
+		return s
+	}, func(k int, p Image) {
 		quantize(prob[k*plane:(k+1)*plane], p.Pix)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("accel: axial reformat %w", err)
 	}
+	infer := time.Since(t1)
+	out.Stats = stats
 	n := v.Rows * v.Cols
 	for k := range v.Slices() {
 		rf.ToNativeSlice(out.Q[k*n:(k+1)*n], prob, k)

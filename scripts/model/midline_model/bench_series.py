@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     meta = json.loads((args.bundle / "model.json").read_text())
     real, dss = dicomio.read_series(args.series)
-    spacing = tuple(float(x) for x in dss[0].PixelSpacing)
+    spacing = dicomio.spacing(dss)
     invoke = 0.0
     run = tflite.run
 

@@ -53,6 +53,13 @@ class Normalization:
         return ((np.clip(x, self.low, self.high) - self.mean) / self.std).astype(np.float32)
 
 
+# The percentiles of each sequence's percentile-zscore, written into its model.json by export and
+# used for its training tiles and its evaluation. FLAIR's lesion is the brightest tissue and a
+# small one is under 0.5 % of the head: p_high 99.5 clipped it to the level of the brightest
+# normal tissue, so FLAIR keeps all but the top 0.05 % (RESULTS.md).
+NORMALIZATION = {"T2": (0.5, 99.5), "FLAIR": (0.5, 99.95), "T1C": (0.5, 99.5)}
+
+
 def fit_normalization(volume: np.ndarray, p_low: float = 0.5, p_high: float = 99.5) -> Normalization:
     """DESIGN.md's percentile-zscore, fitted on a whole series (not per slice or tile)."""
     t = otsu_threshold(volume)

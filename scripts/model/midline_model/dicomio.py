@@ -183,3 +183,14 @@ def read_series(folder: Path) -> tuple[np.ndarray, list[Dataset]]:
     vol = np.stack([d.pixel_array.astype(np.float32) * float(getattr(d, "RescaleSlope", 1))
                     + float(getattr(d, "RescaleIntercept", 0)) for d in dss])
     return vol, dss
+
+
+def spacing(dss: list[Dataset]) -> tuple[float, float, float]:
+    """(slice, row, column) spacing in mm of a series sorted by read_series: the slice spacing is
+    the mean distance between neighbouring positions along the normal (0 for one slice)."""
+    row = np.array(dss[0].ImageOrientationPatient[:3], float)
+    col = np.array(dss[0].ImageOrientationPatient[3:], float)
+    d = [float(np.dot(np.array(d.ImagePositionPatient, float), np.cross(row, col))) for d in dss]
+    slice_mm = (d[-1] - d[0]) / (len(d) - 1) if len(d) > 1 else 0.0
+    r, c = (float(x) for x in dss[0].PixelSpacing)
+    return slice_mm, r, c

@@ -87,7 +87,12 @@ def _atlas_region(study: phantom.Study, s: phantom.Series) -> np.ndarray:
 
 
 def baseline(real: np.ndarray, region: np.ndarray, seq: str, tau: float) -> np.ndarray:
-    return _baseline_z(data.fit_normalization(real).apply(real) * BASELINE_DIRECTION[seq], region, tau)
+    return _baseline_z(_normalized(real, seq) * BASELINE_DIRECTION[seq], region, tau)
+
+
+def _normalized(real: np.ndarray, seq: str) -> np.ndarray:
+    """The series as the sequence's model sees it (data.NORMALIZATION), for the baseline too."""
+    return data.fit_normalization(real, *data.NORMALIZATION[seq]).apply(real)
 
 
 def _baseline_z(z: np.ndarray, region: np.ndarray, tau: float) -> np.ndarray:
@@ -105,8 +110,7 @@ def _baseline_z(z: np.ndarray, region: np.ndarray, tau: float) -> np.ndarray:
 def tune_baseline(seq: str, seeds, cache: Path) -> float:
     """The threshold that maximises mean Dice on validation studies."""
     cases = [case(s, cache) for s in seeds]
-    zs = [data.fit_normalization(c[f"{seq}_real"]).apply(c[f"{seq}_real"]) * BASELINE_DIRECTION[seq]
-          for c in cases]
+    zs = [_normalized(c[f"{seq}_real"], seq) * BASELINE_DIRECTION[seq] for c in cases]
     best = (-1.0, 0.0)
     for tau in np.arange(-1.0, 3.01, 0.2):
         d = np.mean([metrics.dice(_baseline_z(z, c[f"{seq}_region"], tau), c[f"{seq}_gtv"])
@@ -123,7 +127,7 @@ def evaluate(seq: str, tile_fns: dict, plan: infer.Plan, post: dict, seeds, cach
         real, gtv, spacing = c[f"{seq}_real"], c[f"{seq}_gtv"].astype(bool), tuple(c[f"{seq}_spacing"])
         row = {"seed": seed, "gtv_cm3": float(gtv.sum() * np.prod(spacing) / 1000)}
         for name, fn in tile_fns.items():
-            prob, stats = infer.run_series(real, spacing[1:], fn, plan)
+            prob, stats = infer.run_series(real, spacing, fn, plan)
             pred = infer.postprocess(prob, post["threshold"], float(np.prod(spacing)),
                                      post["min_component_mm3"])
             row[name] = metrics.all_metrics(pred, gtv, spacing) | {"tiles": stats.tiles_run}
@@ -177,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.tflite:
         fns["int8"] = infer.tflite_tiles(args.tflite)
     tau = tune_baseline(args.seq, range(args.val_first, args.val_first + args.val_count), args.cases)
-    res = evaluate(args.seq, fns, infer.Plan(), {"threshold": 0.5, "min_component_mm3": 50},
+    low, high = data.NORMALIZATION[args.seq]
+    res = evaluate(args.seq, fns, infer.Plan(p_low=low, p_high=high), {"threshold": 0.5, "min_component_mm3": 50},
                    range(args.first, args.first + args.count), args.cases, tau)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")

@@ -8,7 +8,9 @@ coarsest first, resample in-plane to it, cut each slice into tiles (`data.tile_o
 sigma = size/8 into one buffer per slice, and map the result back to the native grid; fuse the
 scales with `scale_weights`. A fine tile runs only where the coarser probability, dilated by one
 tile stride, reaches `roi_gate` somewhere in the tile; where no tile ran, that scale's
-probability is 0. With roi_gate = 0 every tile runs.
+probability is 0. The gate of a slice is the coarser probability of every slice within
+GATE_SLAB_MM of it along the normal (their maximum), so a lesion's thin end slices, which the
+coarse scale often misses, still get their fine tiles. With roi_gate = 0 every tile runs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,15 @@ import numpy as np
 from scipy import ndimage
 
 from midline_model import data
+
+# How far along the slice normal a coarse finding opens finer tiles (accel.GateSlabMM).
+GATE_SLAB_MM = 20.0
+
+
+def gate_reach(slice_mm: float) -> int:
+    """Slices on either side that a slice's gate takes in, at slice spacing slice_mm."""
+    return int(np.floor(GATE_SLAB_MM / slice_mm + 1e-9)) if slice_mm > 0 else 0
+
 
 # A tile function takes a batch of normalised float tiles (n, size, size) and returns
 # probabilities (n, size, size).
@@ -72,10 +83,13 @@ def to_native(p: np.ndarray, native_shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def run_series(real: np.ndarray, spacing: tuple[float, float], tile_fn: TileFn, plan: Plan,
+def run_series(real: np.ndarray, spacing: tuple[float, float, float], tile_fn: TileFn, plan: Plan,
                batch: int = 16, gating: bool = True) -> tuple[np.ndarray, Stats]:
-    """Probability volume on the native grid for a (slices, rows, cols) series of real values.
-    gating=False runs every tile whatever roi_gate says (for tests and benchmarks)."""
+    """Probability volume on the native grid for a (slices, rows, cols) series of real values,
+    spacing (slice, row, column) in mm. gating=False runs every tile whatever roi_gate says (for
+    tests and benchmarks)."""
+    slice_mm, spacing = spacing[0], tuple(spacing[1:])
+    reach = gate_reach(slice_mm)
     norm = data.fit_normalization(real, plan.p_low, plan.p_high)
     z = norm.apply(real)
     fill = data.pad_value(norm)
@@ -91,7 +105,7 @@ def run_series(real: np.ndarray, spacing: tuple[float, float], tile_fn: TileFn, 
         if coarse is not None and gating:
             stride = max(1, round(plan.size * (1 - plan.tile_overlap)))
             g = data.resample_inplane(coarse, spacing, scale, order=1)
-            gate = ndimage.maximum_filter(g, size=(1, 2 * stride + 1, 2 * stride + 1))
+            gate = ndimage.maximum_filter(g, size=(2 * reach + 1, 2 * stride + 1, 2 * stride + 1))
         ps, run, skipped = _run_scale(zs, fill, tile_fn, plan, weight, gate, batch)
         stats.tiles_run += run
         stats.tiles_skipped += skipped

@@ -27,10 +27,10 @@ LESION = np.s_[6:8, 10:150, 20:120]  # two slices through the lesion, 140x100
 
 CASES = {
     # single scale on the slice's own grid: tiling, gating, blending, quantisation only
-    "single": (FIXTURE, LESION, (1.0, 1.0), infer.Plan(size=64, scales_mm=(1.0,), scale_weights=(1.0,),
+    "single": (FIXTURE, LESION, (5.0, 1.0, 1.0), infer.Plan(size=64, scales_mm=(1.0,), scale_weights=(1.0,),
                                                       tile_overlap=0.5, roi_gate=0.05)),
     # the shipped plan's scales from the phantom's 1.25 mm pixels: resampling both ways too
-    "multi": (FIXTURE, LESION, (1.25, 1.25), infer.Plan(size=64, scales_mm=(1.0, 2.0),
+    "multi": (FIXTURE, LESION, (5.0, 1.25, 1.25), infer.Plan(size=64, scales_mm=(1.0, 2.0),
                                                        scale_weights=(0.7, 0.3), tile_overlap=0.5,
                                                        roi_gate=0.05)),
 }
@@ -56,7 +56,7 @@ def make_case(out: Path, model: Path, crop, spacing, plan) -> None:
     norm.apply(real).astype("<f4").tofile(out / "z.f32")
     prob.astype("<f4").tofile(out / "prob.f32")
     meta = {"model": str(model.relative_to(ROOT)), "slices": real.shape[0], "rows": real.shape[1],
-            "cols": real.shape[2], "spacing": list(spacing),
+            "cols": real.shape[2], "slice_mm": spacing[0], "spacing": list(spacing[1:]),
             "fill": data.pad_value(norm), "size": plan.size, "scales_mm": list(plan.scales_mm),
             "scale_weights": list(plan.scale_weights), "tile_overlap": plan.tile_overlap,
             "roi_gate": plan.roi_gate, "tiles_run": stats.tiles_run}

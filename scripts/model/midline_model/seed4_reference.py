@@ -36,7 +36,7 @@ def reference(seq: str, bundle: Path) -> dict:
     row_sp, col_sp = (float(x) for x in dss[0].PixelSpacing)
     slice_sp = float(study["spec"]["slice_spacing"])
     plan = infer.Plan.from_bundle(meta)
-    prob, stats = infer.run_series(real, (row_sp, col_sp), infer.tflite_tiles(bundle / "model.tflite"), plan)
+    prob, stats = infer.run_series(real, (slice_sp, row_sp, col_sp), infer.tflite_tiles(bundle / "model.tflite"), plan)
     voxel = row_sp * col_sp * slice_sp
     pred = infer.postprocess(prob, meta["threshold"], voxel, meta["min_component_mm3"])
     m = metrics.all_metrics(pred, gtv, (slice_sp, row_sp, col_sp))

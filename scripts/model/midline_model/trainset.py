@@ -43,9 +43,9 @@ def _keep_factory(rng: np.random.Generator, negatives: int):
 
 
 def at_scale(real: np.ndarray, gtv: np.ndarray, spacing: tuple[float, float],
-             scale: float) -> tuple[np.ndarray, np.ndarray, float]:
+             scale: float, percentiles=(0.5, 99.5)) -> tuple[np.ndarray, np.ndarray, float]:
     """Normalised image and GTV of a series resampled to `scale` mm, and the tile padding."""
-    norm = data.fit_normalization(real)
+    norm = data.fit_normalization(real, *percentiles)
     img = data.resample_inplane(norm.apply(real), spacing, scale)
     mask = data.resample_inplane(gtv.astype(np.float32), spacing, scale) >= 0.5
     return img, mask, data.pad_value(norm)
@@ -53,11 +53,11 @@ def at_scale(real: np.ndarray, gtv: np.ndarray, spacing: tuple[float, float],
 
 def series_tiles(real: np.ndarray, gtv: np.ndarray, spacing: tuple[float, float],
                  rng: np.random.Generator, scales=(1.0, 2.0), size: int = 128,
-                 tiles_per_slice: int = 2) -> tuple[np.ndarray, np.ndarray]:
+                 tiles_per_slice: int = 2, percentiles=(0.5, 99.5)) -> tuple[np.ndarray, np.ndarray]:
     """Training tiles of one series (real values, GTV, in-plane spacing): (images, masks)."""
     imgs, masks = [], []
     for scale in scales:
-        img, mask, fill = at_scale(real, gtv, spacing, scale)
+        img, mask, fill = at_scale(real, gtv, spacing, scale, percentiles)
         for k in range(img.shape[0]):
             for top, left in _crops(mask[k], img.shape[1:], size, tiles_per_slice, rng):
                 imgs.append(data.crop(img[k], top, left, size, fill))
@@ -73,7 +73,8 @@ def study_tiles(seed: int, negatives: int = 3, small: bool = False) -> dict[str,
                              axial_only=True)
     out = {}
     for seq, s in study.series.items():
-        out[seq] = series_tiles(s.real(), s.gtv, tuple(s.spec.pixel_spacing), rng)
+        out[seq] = series_tiles(s.real(), s.gtv, tuple(s.spec.pixel_spacing), rng,
+                                percentiles=data.NORMALIZATION[seq])
     return out
 
 
@@ -84,7 +85,8 @@ def brats_tiles(root: Path, seed: int = 0) -> dict[str, tuple[np.ndarray, np.nda
     rng = np.random.default_rng([seed, 0x545249])
     out = {}
     for seq in phantom.SEQUENCES:
-        parts = [series_tiles(c.real, c.gtv, c.spacing[1:], rng) for c in loaders.brats_cases(root, seq)]
+        parts = [series_tiles(c.real, c.gtv, c.spacing[1:], rng, percentiles=data.NORMALIZATION[seq])
+                 for c in loaders.brats_cases(root, seq)]
         out[seq] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
     return out
 
@@ -110,17 +112,21 @@ def _crops(mask: np.ndarray, shape, size: int, n: int, rng: np.random.Generator)
 
 
 def seed_tiles(seed: int, cache: Path | None, small: bool = False) -> dict:
-    """One study's tiles, from the per-seed cache when present (an interrupted build resumes)."""
+    """One study's tiles, from the per-seed cache when present (an interrupted build resumes). A
+    cached file made with other normalisation percentiles than data.NORMALIZATION is made anew."""
     path = cache / f"seed{seed}{'-small' if small else ''}.npz" if cache else None
     if path is not None and path.exists():
         with np.load(path) as z:
-            return {seq: (z[f"{seq}_image"], z[f"{seq}_mask"]) for seq in phantom.SEQUENCES}
+            if all(f"{seq}_norm" in z and tuple(z[f"{seq}_norm"]) == data.NORMALIZATION[seq]
+                   for seq in phantom.SEQUENCES):
+                return {seq: (z[f"{seq}_image"], z[f"{seq}_mask"]) for seq in phantom.SEQUENCES}
     tiles = study_tiles(seed, small=small)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **{f"{seq}_{n}": v for seq, (img, m) in tiles.items()
-                         for n, v in (("image", img), ("mask", m))})
+                         for n, v in (("image", img), ("mask", m))},
+                 **{f"{seq}_norm": np.asarray(data.NORMALIZATION[seq]) for seq in tiles})
         tmp.replace(path)
     return tiles
 

@@ -52,7 +52,7 @@ def test_tiler_covers_every_pixel_and_constant_model_gives_the_constant():
     rng = np.random.default_rng(0)
     real = rng.uniform(100, 1000, (3, 150, 203)).astype(np.float32)
     const = lambda t: np.full(t.shape, 0.25, np.float32)
-    prob, stats = infer.run_series(real, (0.9, 0.9), const, infer.Plan(roi_gate=0.0))
+    prob, stats = infer.run_series(real, (5.0, 0.9, 0.9), const, infer.Plan(roi_gate=0.0))
     np.testing.assert_allclose(prob, 0.25, atol=1e-6)
     assert stats.tiles_skipped == 0
 
@@ -62,13 +62,30 @@ def test_gate_zero_equals_no_gating_and_a_gate_skips_tiles():
     real = rng.uniform(100, 1000, (2, 600, 600)).astype(np.float32)
     real[:, 120:180, 120:180] = 3000  # one bright spot, 1% of the image
     fn = lambda t: (t > 3).astype(np.float32)
-    a, sa = infer.run_series(real, (1.0, 1.0), fn, infer.Plan(roi_gate=0.0))
-    b, _ = infer.run_series(real, (1.0, 1.0), fn, infer.Plan(roi_gate=0.0), gating=False)
+    a, sa = infer.run_series(real, (5.0, 1.0, 1.0), fn, infer.Plan(roi_gate=0.0))
+    b, _ = infer.run_series(real, (5.0, 1.0, 1.0), fn, infer.Plan(roi_gate=0.0), gating=False)
     np.testing.assert_array_equal(a, b)
-    c, sc = infer.run_series(real, (1.0, 1.0), fn, infer.Plan(roi_gate=0.05))
+    c, sc = infer.run_series(real, (5.0, 1.0, 1.0), fn, infer.Plan(roi_gate=0.05))
     assert sc.tiles_skipped > 0 and sa.tiles_skipped == 0
     # The gate dilates by a stride: the spot is found at the fine scale all the same.
     assert c[:, 130:170, 130:170].min() > 0.5
+
+
+def test_gate_reaches_slices_within_the_slab():
+    # A spot on slice 2 only: the fine tiles around it run on every slice within GATE_SLAB_MM
+    # (20 mm: 4 slices at 5 mm) and no further. The model gives 8/256 on dark input, so a pixel
+    # near the spot reads 8/256 where its fine tile ran and 0.3 x 8/256 where only the coarse did.
+    rng = np.random.default_rng(2)
+    real = np.zeros((12, 256, 256), np.float32)
+    real[:, 100:200, 100:200] = rng.uniform(100, 200, (12, 100, 100))
+    real[2, 30:60, 30:60] = 600
+    fn = lambda t: np.where(t > 3, 1.0, 8 / 256).astype(np.float32)
+    prob, _ = infer.run_series(real, (5.0, 1.0, 1.0), fn, infer.Plan(size=32, roi_gate=0.05))
+    near = prob[:, 80, 80]
+    assert infer.gate_reach(5.0) == 4
+    np.testing.assert_allclose(near[[0, 1, 3, 4, 5, 6]], 8 / 256, rtol=1e-5)
+    np.testing.assert_allclose(near[7:], 0.3 * 8 / 256, rtol=1e-5)
+    np.testing.assert_allclose(prob[:, 240, 240], 0.3 * 8 / 256, rtol=1e-5)
 
 
 def test_normalization_follows_the_contract():
