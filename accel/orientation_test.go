@@ -74,7 +74,7 @@ func TestOrientationEndToEnd(t *testing.T) {
 	}
 }
 
-// orientationMisses are the cases where dmg-t2 1.0.0's prediction is more than 1 mm from the
+// orientationMisses are the cases where dmg-t2 1.0.1's prediction is more than 1 mm from the
 // truth, with the distance measured when the list was made (after the gate began to reach
 // neighbouring slices, which brought each case from about half of the truth's voxels to 73 to
 // 94 % of them). Every predicted centroid now lies superior of the truth's, by 1.0 to 3.4 mm

@@ -19,6 +19,7 @@ import (
 	"github.com/midline-rt/midline/firmware/config"
 	"github.com/midline-rt/midline/firmware/daemon"
 	"github.com/midline-rt/midline/internal/peers"
+	"github.com/midline-rt/midline/internal/testenv"
 )
 
 func TestJobsRecorded(t *testing.T) {
@@ -125,7 +126,7 @@ http:
   token: %s
 board:
   profile: sim
-`, t.TempDir(), dicomAddr, scp.Port, filepath.Join(repoRoot(t), "models"), broker.URL(), httpAddr, testToken)
+`, t.TempDir(), dicomAddr, scp.Port, testenv.Models(t, testenv.TestModels...), broker.URL(), httpAddr, testToken)
 	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/midline-rt/midline/firmware/daemon"
 	"github.com/midline-rt/midline/internal/peers"
 	"github.com/midline-rt/midline/internal/synthmr"
+	"github.com/midline-rt/midline/internal/testenv"
 )
 
 // asCLI makes this test binary act as `midline` (TestMain), so that a test runs a command such
@@ -89,7 +90,7 @@ engine:
   threads: 1
 models:
   dir: %s
-  seed_dir: ""
+  seed_dir: %s
 mqtt:
   broker: %s
 http:
@@ -102,7 +103,7 @@ ota:
   site_key: %s
   trial_jobs: 1
   trial_minutes: 0
-`, id, state, dicomAddr, scp.Port, filepath.Join(state, "models"), broker.URL(), httpAddr, serveAddr,
+`, id, state, dicomAddr, scp.Port, filepath.Join(state, "models"), testenv.Models(t, testenv.TestModels...), broker.URL(), httpAddr, serveAddr,
 			filepath.Join(repo, "repository", "1.root.json"), filepath.Join(keys, "site.pub.pem"))
 		if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
 			t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/midline-rt/midline/accel"
 	"github.com/midline-rt/midline/firmware/daemon"
 	"github.com/midline-rt/midline/internal/peers"
+	"github.com/midline-rt/midline/internal/testenv"
 	"github.com/midline-rt/midline/ota"
 )
 
@@ -95,7 +96,7 @@ engine:
   threads: 1
 models:
   dir: %s
-  seed_dir: ""
+  seed_dir: %s
 mqtt:
   broker: %s
 http:
@@ -108,7 +109,7 @@ ota:
   require_site_approval: false
   trial_jobs: 1
   trial_minutes: 0
-`, b.state, b.dicom, filepath.Join(b.state, "models"), broker.URL(), b.http, repoURL, root)
+`, b.state, b.dicom, filepath.Join(b.state, "models"), testenv.Models(t, testenv.TestModels...), broker.URL(), b.http, repoURL, root)
 	if err := os.WriteFile(b.cfgPath, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func newRigWith(t *testing.T, edit func(*config.Config), o Options, persistentBr
 	cfg.Destinations = []config.Destination{{Name: "planning", AETitle: "PLANNING", Host: "127.0.0.1", Port: r.scp.Port,
 		Profile: config.DefaultProfile()}}
 	cfg.Engine.Threads = 1
-	cfg.Models.Dir = filepath.Join(testenv.Root(), "models")
+	cfg.Models.Dir = testenv.Models(t, testenv.TestModels...)
 	cfg.MQTT.Broker = r.broker.URL()
 	cfg.MQTT.HealthInterval = time.Second
 	cfg.HTTP.Listen = fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))

@@ -88,7 +88,7 @@ func childSetup(t testing.TB, device, site string, broker *peers.Broker, scp *pe
 	cfg.DICOM.Listen = fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))
 	cfg.DICOM.SeriesTimeout, cfg.DICOM.DiskLowWatermark = 2*time.Second, 0
 	cfg.Destinations = []config.Destination{{Name: "planning", AETitle: scp.AET, Host: "127.0.0.1", Port: scp.Port, Profile: config.DefaultProfile()}}
-	cfg.Engine.Threads, cfg.Models.Dir = threads, filepath.Join(testenv.Root(), "models")
+	cfg.Engine.Threads, cfg.Models.Dir = threads, testenv.Models(t, testenv.TestModels...)
 	cfg.MQTT.Broker, cfg.HTTP.Listen, cfg.Board.Profile = broker.URL(), "", "sim"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

@@ -64,7 +64,7 @@ func TestOTAThroughMQTT(t *testing.T) {
 	srv := httptest.NewServer(http.FileServer(http.Dir(repo.Served())))
 	defer srv.Close()
 	r := newRig(t, func(c *config.Config) {
-		c.Models.Dir, c.Models.SeedDir = filepath.Join(c.StateDir, "models"), ""
+		c.Models.Dir, c.Models.SeedDir = filepath.Join(c.StateDir, "models"), testenv.Models(t, testenv.TestModels...)
 		c.Group = "ward-a"
 		c.OTA.RepoURL, c.OTA.TrustedRoot = srv.URL, filepath.Join(repo.Served(), "1.root.json")
 		c.OTA.RequireSiteApproval, c.OTA.TrialJobs = false, 1
@@ -147,7 +147,7 @@ func TestOTAPeriodicCheck(t *testing.T) {
 	}
 	at(12)
 	r := newRigWith(t, func(c *config.Config) {
-		c.Models.Dir, c.Models.SeedDir = filepath.Join(c.StateDir, "models"), ""
+		c.Models.Dir, c.Models.SeedDir = filepath.Join(c.StateDir, "models"), testenv.Models(t, testenv.TestModels...)
 		c.Group = "ward-a"
 		c.OTA.RepoURL, c.OTA.TrustedRoot = srv.URL, filepath.Join(repo.Served(), "1.root.json")
 		c.OTA.RequireSiteApproval, c.OTA.TrialJobs, c.OTA.Window = false, 1, "02:00-03:00"

@@ -15,6 +15,7 @@ import (
 
 	"github.com/midline-rt/midline/firmware/config"
 	"github.com/midline-rt/midline/internal/peers"
+	"github.com/midline-rt/midline/internal/testenv"
 	"github.com/midline-rt/midline/ota"
 )
 
@@ -70,7 +71,7 @@ func TestShadowComparedNeverSent(t *testing.T) {
 	srv := httptest.NewServer(http.FileServer(http.Dir(repo.Served())))
 	defer srv.Close()
 	r := newRig(t, func(c *config.Config) {
-		c.Models.Dir, c.Models.SeedDir = filepath.Join(c.StateDir, "models"), ""
+		c.Models.Dir, c.Models.SeedDir = filepath.Join(c.StateDir, "models"), testenv.Models(t, testenv.TestModels...)
 		c.Group = "ward-a"
 		c.OTA.RepoURL, c.OTA.TrustedRoot = srv.URL, filepath.Join(repo.Served(), "1.root.json")
 		c.OTA.RequireSiteApproval, c.OTA.SiteKey, c.OTA.TrialJobs = true, sitePub, 1

@@ -100,3 +100,22 @@ func ShippedVersion(bundle string) string {
 	}
 	return m.Version
 }
+
+// Models copies the named shipped bundles (models/<name>) into a folder of the test's own and
+// returns it, for a daemon's models.dir or seed_dir: a test then says which sequences have a
+// model (and which series take the no-model path) whatever the release ships.
+func Models(t testing.TB, names ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range names {
+		src := filepath.Join(Root(), "models", name)
+		if err := os.CopyFS(filepath.Join(dir, name), os.DirFS(src)); err != nil {
+			t.Fatalf("copying the shipped bundle %s: %v", name, err)
+		}
+	}
+	return dir
+}
+
+// TestModels are the bundles the daemon's tests run with: T2 and T1C, so that the committed
+// phantom study's FLAIR series takes the no-model path.
+var TestModels = []string{"dmg-t2", "dmg-t1c"}

@@ -32,7 +32,8 @@ def _ranges(seeds: list[int]) -> str:
     return ", ".join(out)
 
 
-def model_card(meta: dict, ev: dict, train_info: dict) -> str:
+def model_card(meta: dict, ev: dict, train_info: dict, release_note: str = "") -> str:
+    """MODEL_CARD.md of a bundle; release_note, when given, says how this version differs."""
     seq = meta["sequence"]
     s = ev["summary"]
     i8, fl, base = s["int8"], s["float"], s["baseline"]
@@ -84,7 +85,7 @@ over baseline {'yes' if i8['dice'] >= base['dice'] + 0.05 else 'NO'}, |int8 - fl
   and texture are simpler than real tumours.
 - Needs retraining and validation on real contoured cases before any clinical use
   (`midline_model.loaders` reads BraTS-style folders and DICOM with RTSTRUCT for that).
-"""
+""" + (f"\n## This release\n{release_note}\n" if release_note else "")
 
 
 def results(models: Path, ablation: list[dict], withheld: dict | None = None) -> str:
