@@ -98,7 +98,8 @@ func benchSubject(t *testing.T, dir string, meta BundleMeta, m *Model) {
 		}
 		kept := "-"
 		if gated {
-			kept = componentsKept(masks[0], masks[1], v.Rows, v.Cols, v.Slices())
+			kept = componentsKept(masks[0], masks[1], nil, v.Rows, v.Cols, v.Slices()) + ", lesion " +
+				componentsKept(masks[0], masks[1], truth.data, v.Rows, v.Cols, v.Slices())
 		}
 		fmt.Printf("| %s | %s | %v | %d | %.1f | %.1f | %.2f | %.2f | %.2f | %.1f %% | %.4f | %s |\n",
 			filepath.Base(dir), v.Geometry.String(), gated, len(tm.took), float64(sorted[len(sorted)/2])/1e6,
@@ -128,22 +129,23 @@ func dice(pred []bool, truth []uint8) float64 {
 }
 
 // componentsKept says how many of the ungated mask's 3D components (face connectivity) the
-// gated mask overlaps: "k of n".
-func componentsKept(full, gated []bool, rows, cols, n int) string {
+// gated mask overlaps: "k of n"; with a truth mask, only the components that touch the truth
+// (the lesion, not false positives) count.
+func componentsKept(full, gated []bool, truth []uint8, rows, cols, n int) string {
 	seen := make([]bool, len(full))
 	total, kept := 0, 0
 	for start, on := range full {
 		if !on || seen[start] {
 			continue
 		}
-		total++
-		hit := false
+		hit, lesion := false, truth == nil
 		stack := []int{start}
 		seen[start] = true
 		for len(stack) > 0 {
 			i := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
 			hit = hit || gated[i]
+			lesion = lesion || (truth != nil && truth[i] != 0)
 			k, r, c := i/(rows*cols), i/cols%rows, i%cols
 			for _, d := range [][3]int{{1, 0, 0}, {-1, 0, 0}, {0, 1, 0}, {0, -1, 0}, {0, 0, 1}, {0, 0, -1}} {
 				kk, rr, cc := k+d[0], r+d[1], c+d[2]
@@ -157,6 +159,10 @@ func componentsKept(full, gated []bool, rows, cols, n int) string {
 				}
 			}
 		}
+		if !lesion {
+			continue
+		}
+		total++
 		if hit {
 			kept++
 		}
