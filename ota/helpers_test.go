@@ -58,6 +58,7 @@ type rig struct {
 	handler http.Handler // what the server does; tests may wrap it
 	state   string
 	models  string
+	seed    string // the bundles the slots are seeded from: T2 and T1C (testenv.TestModels)
 	mgr     *Manager
 	reports []Report
 	group   string
@@ -72,7 +73,7 @@ func newRig(t testing.TB) *rig {
 	t.Helper()
 	dir := t.TempDir()
 	r := &rig{t: t, rootKey: filepath.Join(dir, "offline"), state: filepath.Join(dir, "state"), group: "ward-a", engine: accel.CPU}
-	r.models = filepath.Join(r.state, "models")
+	r.models, r.seed = filepath.Join(r.state, "models"), testenv.Models(t, testenv.TestModels...)
 	var err error
 	if r.repo, err = Init(filepath.Join(dir, "repo"), r.rootKey, RepoOptions{}); err != nil {
 		t.Fatal(err)
@@ -90,7 +91,7 @@ func newRig(t testing.TB) *rig {
 // box opens (or reopens, as after a restart) the box's slots and manager.
 func (r *rig) box() {
 	r.t.Helper()
-	s, err := OpenSlots(r.models, os.DirFS(filepath.Join(testenv.Root(), "models")))
+	s, err := OpenSlots(r.models, os.DirFS(r.seed))
 	if err != nil {
 		r.t.Fatal(err)
 	}

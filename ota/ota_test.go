@@ -103,7 +103,7 @@ func TestRejectedLeavesModelAlone(t *testing.T) {
 		}, ErrMetadata},
 		{"downgrade", func(r *rig) string { return r.publish(bundle(r.t, "0.9.0", nil)) }, ErrDowngrade},
 		{"same version", func(r *rig) string { return r.publish(bundle(r.t, shippedT2, nil)) }, ErrDowngrade},
-		{"wrong sequence", func(r *rig) string {
+		{"wrong sequence", func(r *rig) string { // the rig's box has T2 and T1C slots, none for FLAIR
 			return r.publish(bundle(r.t, "1.1.0", func(m map[string]any) { m["sequence"] = "FLAIR" }))
 		}, ErrSequence},
 		{"engine not supported", func(r *rig) string {
