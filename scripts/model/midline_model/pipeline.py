@@ -66,7 +66,7 @@ def ablation(work: Path, steps: int, test_count: int) -> list[dict]:
         run = _train("T2", work, steps, extra, name)
         ev = json.loads(_evaluate("T2", run, None, work, test_count).read_text())
         rows.append({"label": label, "run": name, "train": json.loads((run / "train.json").read_text()),
-                     "eval": ev["summary"]["float"],
+                     "eval": ev["summary"]["float"], "subjects": ev["subjects"],
                      "log": [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]})
     return rows
 

@@ -119,8 +119,14 @@ def results(models: Path, ablation: list[dict], withheld: dict | None = None) ->
         lines += ["", "## Ablation (T2)", "", "Not run yet: `make model` runs it (plain U-Net, + attention, "
                   "+ multi-scale, + adversarial, same split)."]
     if ablation:
-        lines += ["", "## Ablation (T2, float, same split)", "",
-                  "| variant | parameters | Dice | surface Dice 2 mm | HD95 in-plane |", "|---|---|---|---|---|"]
+        lines += ["", "## Ablation (T2, float, same split)", ""]
+        budget = {(r["train"]["steps"], r["train"]["batch"], r.get("subjects")) for r in ablation}
+        if len(budget) == 1:
+            steps, batch, subjects = budget.pop()
+            lines += [f"Each variant: {steps} steps of batch {batch} on the same training tiles and seed"
+                      + (f", float Dice on {subjects} held-out studies" if subjects else "")
+                      + "; from their training logs and evaluations.", ""]
+        lines += ["| variant | parameters | Dice | surface Dice 2 mm | HD95 in-plane |", "|---|---|---|---|---|"]
         for r in ablation:
             e = r["eval"]
             lines.append(f"| {r['label']} | {r['train']['params']:,} | {e['dice']:.3f} | "
