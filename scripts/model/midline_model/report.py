@@ -133,11 +133,12 @@ def results(models: Path, ablation: list[dict], withheld: dict | None = None) ->
                          f"{e['surface_dice_2mm']:.3f} | {e['hd95_inplane_mm']:.2f} mm |")
         adv = next((r for r in ablation if r["train"]["adversarial"]), None)
         if adv:
-            lines += ["", "Adversarial training, from the training log (every 250 steps):", "",
+            every = max(50, adv["train"]["steps"] // 8 // 50 * 50)
+            lines += ["", f"Adversarial training, from the training log (every {every} steps):", "",
                       "| step | generator adversarial loss | discriminator loss | discriminator accuracy | lambda |",
                       "|---|---|---|---|---|"]
             for rec in adv["log"]:
-                if rec["step"] % 250 == 0:
+                if rec["step"] % every == 0:
                     lines.append(f"| {rec['step']} | {rec['adv_loss']:.3f} | {rec['d_loss']:.3f} | "
                                  f"{rec['d_acc']:.3f} | {rec['lambda']:.3f} |")
     return "\n".join(lines) + "\n"
