@@ -54,7 +54,7 @@ func checkRunnerGolden(t *testing.T, dir string) {
 		Slices, Rows, Cols, Size int
 		Spacing                  [2]float64
 		SliceMM                  float64 `json:"slice_mm"`
-		TilesRun                 int `json:"tiles_run"`
+		TilesRun                 int     `json:"tiles_run"`
 		Fill                     float32
 		ScalesMM                 []float64 `json:"scales_mm"`
 		ScaleWeights             []float64 `json:"scale_weights"`

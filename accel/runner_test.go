@@ -183,17 +183,24 @@ func TestGateZeroEqualsNoGating(t *testing.T) {
 	}
 }
 
-func TestGateSkipsFarTilesAndKeepsTheLesion(t *testing.T) {
-	// A bright square on a dark slice; the model says "lesion" where the input is bright.
+// squareSlice is a dark 256x256 slice (-1), with a bright 20x20 square (3) at rows and columns
+// 40 to 59 when bright is set.
+func squareSlice(bright bool) Image {
 	img := newImage(256, 256)
 	for i := range img.Pix {
 		img.Pix[i] = -1
 	}
-	for y := 40; y < 60; y++ {
+	for y := 40; bright && y < 60; y++ {
 		for x := 40; x < 60; x++ {
 			img.Pix[y*256+x] = 3
 		}
 	}
+	return img
+}
+
+func TestGateSkipsFarTilesAndKeepsTheLesion(t *testing.T) {
+	// A bright square on a dark slice; the model says "lesion" where the input is bright.
+	img := squareSlice(true)
 	m := &pointModel{size: 32, f: func(q int8) int8 {
 		if q > 0 {
 			return 127
@@ -307,15 +314,7 @@ func TestDilateMaxEqualsTheDefinition(t *testing.T) {
 // whether its fine tile ran: 0.031 if it did, 0.3 x 0.031 if only the coarse scale ran there.
 func TestGateReachesNeighbouringSlices(t *testing.T) {
 	const n, lesion = 12, 2
-	dark, bright := newImage(256, 256), newImage(256, 256)
-	for i := range dark.Pix {
-		dark.Pix[i], bright.Pix[i] = -1, -1
-	}
-	for y := 40; y < 60; y++ {
-		for x := 40; x < 60; x++ {
-			bright.Pix[y*256+x] = 3
-		}
-	}
+	dark, bright := squareSlice(false), squareSlice(true)
 	m := &pointModel{size: 32, f: func(q int8) int8 {
 		if q > 0 {
 			return 127

@@ -16,10 +16,7 @@ func (r *rig) committedAt(v string) {
 	if _, err := r.update(r.publish(bundle(r.t, v, nil))); err != nil {
 		r.t.Fatal(err)
 	}
-	for range 2 {
-		r.mgr.JobResult("T2", true, time.Now())
-	}
-	if st := r.mgr.Snapshot().Sequences["T2"]; st.Committed.Version != v || st.Highest != v {
+	if st := r.commitTrial(); st.Committed.Version != v || st.Highest != v {
 		r.t.Fatalf("not committed at %s: %+v", v, st)
 	}
 }

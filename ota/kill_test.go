@@ -117,12 +117,7 @@ func TestKillAtEveryPhase(t *testing.T) {
 			// The restarted update completes (or has nothing left to do).
 			spec, _ = json.Marshal(childSpec{RepoURL: srv.URL, Root: rootPath, State: state, Target: name})
 			err = run(spec)
-			r.box()
-			st = r.mgr.Snapshot().Sequences["T2"]
-			for i := 0; i < 2 && st.Trial != nil; i++ { // the rig's trial_jobs: jobs run on the trial model
-				r.mgr.JobResult("T2", true, time.Now())
-				st = r.mgr.Snapshot().Sequences["T2"]
-			}
+			st = r.reopenAndFinishTrial()
 			if st.Committed.Version != "1.1.0" || r.activeVersion() != "1.1.0" {
 				t.Fatalf("after the restarted update (%v): %+v", err, st)
 			}
@@ -223,12 +218,7 @@ func TestKillAtRandomPoints(t *testing.T) {
 		if _, done := start(state); <-done != nil && st.Trial == nil {
 			t.Fatalf("round %d: the restarted update failed (slots before: %+v):\n%s", round, st, out.String())
 		}
-		r.box()
-		st = r.mgr.Snapshot().Sequences["T2"]
-		for i := 0; i < 2 && st.Trial != nil; i++ { // the rig's trial_jobs: jobs run on the trial model
-			r.mgr.JobResult("T2", true, time.Now())
-			st = r.mgr.Snapshot().Sequences["T2"]
-		}
+		st = r.reopenAndFinishTrial()
 		if st.Committed.Version != "1.1.0" || r.activeVersion() != "1.1.0" {
 			t.Fatalf("round %d: after the restarted update: %+v", round, st)
 		}
