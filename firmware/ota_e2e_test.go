@@ -72,44 +72,10 @@ func TestOTAEndToEnd(t *testing.T) {
 
 	boxes, https := map[string]string{}, map[string]string{} // device id -> DICOM, HTTP address
 	for _, id := range []string{"box-1", "box-2"} {
-		dicomAddr := fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))
-		httpAddr := fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))
-		state := t.TempDir()
-		cfgPath := filepath.Join(t.TempDir(), "midline.yaml")
-		text := fmt.Sprintf(`device_id: %s
-site: e2e-site
-group: ward-a
-state_dir: %s
-dicom:
-  listen: %s
-  series_timeout: 2s
-  disk_low_watermark: 0
-destinations:
-  - {name: planning, ae_title: PLANNING, host: 127.0.0.1, port: %d}
-engine:
-  threads: 1
-models:
-  dir: %s
-  seed_dir: %s
-mqtt:
-  broker: %s
-http:
-  listen: %s
-board:
-  profile: sim
-ota:
-  repo_url: http://%s
-  trusted_root: %s
-  site_key: %s
-  trial_jobs: 1
-  trial_minutes: 0
-`, id, state, dicomAddr, scp.Port, filepath.Join(state, "models"), testenv.Models(t, testenv.TestModels...), broker.URL(), httpAddr, serveAddr,
-			filepath.Join(repo, "repository", "1.root.json"), filepath.Join(keys, "site.pub.pem"))
-		if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		startDaemon(t, cfgPath)
-		boxes[id], https[id] = dicomAddr, httpAddr
+		b := newOTABox(t, otaBoxSpec{id: id, site: "e2e-site", broker: broker, repoURL: "http://" + serveAddr,
+			root: filepath.Join(repo, "repository", "1.root.json"), siteKey: filepath.Join(keys, "site.pub.pem"), planning: scp.Port})
+		startDaemon(t, b.cfgPath)
+		boxes[id], https[id] = b.dicom, b.http
 	}
 	stateOf := func(id, phase, version string) bool {
 		for _, l := range sub.Lines() {
@@ -213,4 +179,64 @@ func waitUntil(t *testing.T, what string, ok func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("waited in vain for %s", what)
+}
+
+// otaBox is a box of the whole-process OTA tests: its state folder, configuration and addresses.
+type otaBox struct {
+	state, cfgPath, http string
+	dicom                string
+}
+
+// otaBoxSpec says what differs between those boxes.
+type otaBoxSpec struct {
+	id, site      string
+	broker        *peers.Broker
+	repoURL, root string // the OTA repository and its trusted root
+	siteKey       string // ota.site_key; empty: no site approval required
+	planning      int    // the planning system's DICOM port; 0: no destination
+}
+
+// newOTABox writes the configuration of a box of group ward-a that seeds its slots with T2 and
+// T1C (testenv.Models), commits an update after one trial job, and runs on the simulated board.
+func newOTABox(t *testing.T, spec otaBoxSpec) otaBox {
+	t.Helper()
+	b := otaBox{state: t.TempDir(), cfgPath: filepath.Join(t.TempDir(), "midline.yaml"),
+		dicom: fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t)), http: fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))}
+	destinations, approval := "", "  require_site_approval: false\n"
+	if spec.planning != 0 {
+		destinations = fmt.Sprintf("destinations:\n  - {name: planning, ae_title: PLANNING, host: 127.0.0.1, port: %d}\n", spec.planning)
+	}
+	if spec.siteKey != "" {
+		approval = fmt.Sprintf("  site_key: %s\n", spec.siteKey)
+	}
+	text := fmt.Sprintf(`device_id: %s
+site: %s
+group: ward-a
+state_dir: %s
+dicom:
+  listen: %s
+  series_timeout: 2s
+  disk_low_watermark: 0
+%sengine:
+  threads: 1
+models:
+  dir: %s
+  seed_dir: %s
+mqtt:
+  broker: %s
+http:
+  listen: %s
+board:
+  profile: sim
+ota:
+  repo_url: %s
+  trusted_root: %s
+%s  trial_jobs: 1
+  trial_minutes: 0
+`, spec.id, spec.site, b.state, b.dicom, destinations, filepath.Join(b.state, "models"),
+		testenv.Models(t, testenv.TestModels...), spec.broker.URL(), b.http, spec.repoURL, spec.root, approval)
+	if err := os.WriteFile(b.cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

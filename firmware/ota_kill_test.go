@@ -19,7 +19,6 @@ import (
 	"github.com/midline-rt/midline/accel"
 	"github.com/midline-rt/midline/firmware/daemon"
 	"github.com/midline-rt/midline/internal/peers"
-	"github.com/midline-rt/midline/internal/testenv"
 	"github.com/midline-rt/midline/ota"
 )
 
@@ -74,49 +73,13 @@ func (p *serveProcess) terminate(t *testing.T) {
 	p.done <- nil
 }
 
-// killBox is one box of TestOTAKillDaemon: its state folder and configuration.
-type killBox struct {
-	state, cfgPath, http string
-	dicom                string
-}
+// killBox is one box of TestOTAKillDaemon.
+type killBox = otaBox
 
 func newKillBox(t *testing.T, broker *peers.Broker, repoURL, root string) killBox {
-	t.Helper()
-	b := killBox{state: t.TempDir(), cfgPath: filepath.Join(t.TempDir(), "midline.yaml"),
-		dicom: fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t)), http: fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))}
-	text := fmt.Sprintf(`device_id: kill-box
-site: kill-site
-group: ward-a
-state_dir: %s
-dicom:
-  listen: %s
-  series_timeout: 2s
-  disk_low_watermark: 0
-engine:
-  threads: 1
-models:
-  dir: %s
-  seed_dir: %s
-mqtt:
-  broker: %s
-http:
-  listen: %s
-board:
-  profile: sim
-ota:
-  repo_url: %s
-  trusted_root: %s
-  require_site_approval: false
-  trial_jobs: 1
-  trial_minutes: 0
-`, b.state, b.dicom, filepath.Join(b.state, "models"), testenv.Models(t, testenv.TestModels...), broker.URL(), b.http, repoURL, root)
-	if err := os.WriteFile(b.cfgPath, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return newOTABox(t, otaBoxSpec{id: "kill-box", site: "kill-site", broker: broker, repoURL: repoURL, root: root})
 }
 
-// slots reads the box's slots.json (written by rename, never torn); nil before the seeding.
 func (b killBox) slots() *ota.SeqState {
 	raw, err := os.ReadFile(filepath.Join(b.state, "models", "slots.json"))
 	if err != nil {
