@@ -121,24 +121,48 @@ func (o Orientation) NativeSlice(k int) int {
 
 // ToCanonical writes native slice src into canonical slice dst (both Rows*Cols long).
 func (o Orientation) ToCanonical(dst, src []float32) {
-	rows, cols, nc := o.Canonical.Rows, o.Canonical.Cols, o.Native.Cols
+	rows, cols := o.Canonical.Rows, o.Canonical.Cols
 	for i := range rows {
-		for j := range cols {
-			r, c := o.nativeIndex(i, j, rows, cols)
-			dst[i*cols+j] = src[r*nc+c]
+		base, step := o.nativeRow(i)
+		out := dst[i*cols : (i+1)*cols]
+		if step == 1 {
+			copy(out, src[base:base+cols])
+			continue
+		}
+		for j := range out {
+			out[j] = src[base+j*step]
 		}
 	}
 }
 
 // FromCanonical writes canonical slice src (a model's output) back onto native slice dst.
 func (o Orientation) FromCanonical(dst, src []float32) {
-	rows, cols, nc := o.Canonical.Rows, o.Canonical.Cols, o.Native.Cols
+	rows, cols := o.Canonical.Rows, o.Canonical.Cols
 	for i := range rows {
-		for j := range cols {
-			r, c := o.nativeIndex(i, j, rows, cols)
-			dst[r*nc+c] = src[i*cols+j]
+		base, step := o.nativeRow(i)
+		in := src[i*cols : (i+1)*cols]
+		if step == 1 {
+			copy(dst[base:base+cols], in)
+			continue
+		}
+		for j, v := range in {
+			dst[base+j*step] = v
 		}
 	}
+}
+
+// nativeRow says where canonical row i lies in the native slice: canonical pixel (i, j) is
+// native element base + j*step (nativeIndex, one row at a time; the hot path orients every
+// slice of a series twice).
+func (o Orientation) nativeRow(i int) (base, step int) {
+	rows, cols, nc := o.Canonical.Rows, o.Canonical.Cols, o.Native.Cols
+	r0, c0 := o.nativeIndex(i, 0, rows, cols)
+	base = r0*nc + c0
+	if cols < 2 {
+		return base, 1
+	}
+	r1, c1 := o.nativeIndex(i, 1, rows, cols)
+	return base, (r1*nc + c1) - base
 }
 
 // CanonicalVolume returns v in the canonical orientation (a copy); the header and per-slice

@@ -82,6 +82,13 @@ func TestOrientExact(t *testing.T) {
 			}
 			can, back := make([]float32, len(src)), make([]float32, len(src))
 			o.ToCanonical(can, src)
+			for i := range cg.Rows {
+				for j := range cg.Cols {
+					if r, c := o.nativeIndex(i, j, cg.Rows, cg.Cols); can[i*cg.Cols+j] != src[r*g.Cols+c] {
+						t.Fatalf("canonical pixel (%d,%d) holds %v, native (%d,%d) is %v", i, j, can[i*cg.Cols+j], r, c, src[r*g.Cols+c])
+					}
+				}
+			}
 			o.FromCanonical(back, can)
 			if !slices.Equal(back, src) {
 				t.Fatal("FromCanonical(ToCanonical(x)) != x")

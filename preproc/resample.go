@@ -99,8 +99,11 @@ type Resampler struct {
 	inR, inC, outR, outC int
 	rowTaps, colTaps     []float64 // kernel from the centre outwards; nil: no filter
 	rowPos, colPos       []interp
-	tmp                  []float32
-	line, lineOut, acc   []float64
+	// needRows and needCols are the source rows and columns the bilinear step reads: the
+	// filter computes only those (shrinking by 4 reads fewer than half of them).
+	needRows, needCols []int
+	tmp                []float32
+	line, lineOut, acc []float64
 }
 
 // interp is one output coordinate: the two source indices and their weights.
@@ -134,6 +137,7 @@ func newResampler(rows, cols, outR, outC int, filter bool) *Resampler {
 		r.rowTaps, r.colTaps = gaussianTaps((fr-1)/2), gaussianTaps((fc-1)/2)
 	}
 	r.rowPos, r.colPos = positions(outR, rows, fr), positions(outC, cols, fc)
+	r.needRows, r.needCols = needed(r.rowPos, rows), needed(r.colPos, cols)
 	r.tmp = make([]float32, rows*cols)
 	r.line = make([]float64, max(rows, cols)+2*max(len(r.rowTaps), len(r.colTaps)))
 	r.lineOut = make([]float64, max(rows, cols))
@@ -151,10 +155,12 @@ func (r *Resampler) Resample(dst, src []float32) {
 		if r.rowTaps != nil {
 			r.filterRows(r.tmp, src)
 		} else {
-			copy(r.tmp, src)
+			for _, i := range r.needRows {
+				copy(r.tmp[i*r.inC:(i+1)*r.inC], src[i*r.inC:])
+			}
 		}
 		if r.colTaps != nil {
-			r.filterAxis(r.tmp, r.inC, r.inR, 1, r.inC, r.colTaps)
+			r.filterCols(r.tmp)
 		}
 		img = r.tmp
 	}
@@ -171,6 +177,21 @@ func (r *Resampler) Resample(dst, src []float32) {
 			out[i] = float32(t)
 		}
 	}
+}
+
+// needed lists, in order, the source indices that positions p read.
+func needed(p []interp, m int) []int {
+	seen := make([]bool, m)
+	for _, q := range p {
+		seen[q.i0], seen[q.i1] = true, true
+	}
+	var out []int
+	for i, ok := range seen {
+		if ok {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // positions maps n output pixels onto m input pixels: coordinate (j + 0.5) f - 0.5, clamped to
@@ -240,13 +261,13 @@ func pairwiseSum(a []float64) float64 {
 }
 
 // filterRows filters src along its rows axis into dst, a whole row at a time (cache-friendly),
-// with the same arithmetic per pixel as filterAxis: centre times the centre tap, then the pairs
-// from the outermost in.
+// with the same arithmetic per pixel as filterCols: centre times the centre tap, then the pairs
+// from the outermost in. Only the rows the bilinear step reads are written.
 func (r *Resampler) filterRows(dst, src []float32) {
 	taps, rows, cols := r.rowTaps, r.inR, r.inC
 	rad := len(taps) - 1
 	acc := r.acc
-	for i := range rows {
+	for _, i := range r.needRows {
 		row := src[i*cols : (i+1)*cols]
 		for j, x := range row {
 			acc[j] = float64(x) * taps[0]
@@ -266,21 +287,22 @@ func (r *Resampler) filterRows(dst, src []float32) {
 	}
 }
 
-// filterAxis correlates each of count lines of length n (element stride step, line stride
-// lineStep) with the symmetric kernel taps, edges extended with the nearest value, the way
-// scipy's correlate1d does it for a symmetric kernel.
-func (r *Resampler) filterAxis(img []float32, n, count, step, lineStep int, taps []float64) {
+// filterCols correlates the rows the bilinear step reads, in place, with the symmetric kernel
+// colTaps along the columns axis, edges extended with the nearest value, the way scipy's
+// correlate1d does it for a symmetric kernel; it computes only the columns that step reads.
+func (r *Resampler) filterCols(img []float32) {
+	taps, n := r.colTaps, r.inC
 	rad := len(taps) - 1
 	line := r.line[:n+2*rad]
-	for l := range count {
-		base := l * lineStep
-		for i := range n {
-			line[rad+i] = float64(img[base+i*step])
+	for _, l := range r.needRows {
+		row := img[l*n : (l+1)*n]
+		for i, x := range row {
+			line[rad+i] = float64(x)
 		}
 		for i := range rad {
 			line[i], line[rad+n+i] = line[rad], line[rad+n-1]
 		}
-		for i := range n {
+		for _, i := range r.needCols {
 			c := rad + i
 			t := line[c] * taps[0]
 			for d := rad; d >= 1; d-- {
@@ -288,8 +310,8 @@ func (r *Resampler) filterAxis(img []float32, n, count, step, lineStep int, taps
 			}
 			r.lineOut[i] = t
 		}
-		for i := range n {
-			img[base+i*step] = float32(r.lineOut[i])
+		for _, i := range r.needCols {
+			row[i] = float32(r.lineOut[i])
 		}
 	}
 }
