@@ -3,6 +3,8 @@ package preproc
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 )
 
 // Normalization is a fitted percentile-zscore (DESIGN.md; docs/contracts.md, Preprocessing):
@@ -25,20 +27,33 @@ func FitNormalization(values []float32, pLow, pHigh float64) (Normalization, err
 	if !(pLow >= 0 && pLow < pHigh && pHigh <= 100) {
 		return Normalization{}, fmt.Errorf("preproc: percentiles %v and %v", pLow, pHigh)
 	}
-	for i, v := range values { // the loader refuses them; a volume made otherwise may not
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return Normalization{}, fmt.Errorf("%w: voxel %d is %v", ErrBadValues, i, v)
-		}
+	// The loader refuses NaN and Inf; a volume made otherwise may hold them.
+	lo, hi, bad := valueRange(values)
+	if bad >= 0 {
+		return Normalization{}, fmt.Errorf("%w: voxel %d is %v", ErrBadValues, bad, values[bad])
 	}
-	t := OtsuThreshold(values)
+	t := otsu(values, lo, hi)
 	t32 := float32(t) // numpy compares the float32 volume with the threshold in float32
-	hist := make([]int, 1<<16)
-	n := 0
-	for _, v := range values {
-		if v > t32 {
-			hist[key(v)>>16]++
-			n++
+	k := workers(len(values))
+	hists := make([][]int, k)
+	counts := make([]int, k)
+	spread(k, len(values), func(w, from, to int) {
+		h := make([]int, 1<<16)
+		c := 0
+		for _, v := range values[from:to] {
+			if v > t32 {
+				h[key(v)>>16]++
+				c++
+			}
 		}
+		hists[w], counts[w] = h, c
+	})
+	hist, n := hists[0], counts[0]
+	for w := 1; w < k; w++ {
+		for i, c := range hists[w] {
+			hist[i] += c
+		}
+		n += counts[w]
 	}
 	if n == 0 {
 		return Normalization{}, fmt.Errorf("%w: series has no foreground (constant image?)", ErrNoForeground)
@@ -79,10 +94,75 @@ func (nm Normalization) PadValue() float32 {
 // the upper edge of the bin that maximises the between-class variance (numpy's binning and
 // arithmetic reproduced step by step).
 func OtsuThreshold(values []float32) float64 {
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, v := range values {
-		lo, hi = min(lo, float64(v)), max(hi, float64(v))
+	lo, hi, _ := valueRange(values)
+	return otsu(values, lo, hi)
+}
+
+// parallelValues is the number of values below which one goroutine does a whole pass (a
+// variable for the test that holds the split passes to the single one).
+var parallelValues = 1 << 20
+
+// workers is how many goroutines share a pass over n values (counts are merged exactly).
+func workers(n int) int {
+	if n < parallelValues {
+		return 1
 	}
+	return max(1, min(runtime.GOMAXPROCS(0), maxWorkers))
+}
+
+// spread runs fn over [0, n) in k contiguous chunks, one goroutine each, and waits for them.
+func spread(k, n int, fn func(w, from, to int)) {
+	if k <= 1 {
+		fn(0, 0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < k; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(w, w*n/k, (w+1)*n/k)
+		}()
+	}
+	fn(0, 0, n/k)
+	wg.Wait()
+}
+
+// valueRange returns the smallest and largest of the finite values and the index of the first
+// NaN or infinity (-1 when there is none).
+func valueRange(values []float32) (lo, hi float64, bad int) {
+	type part struct {
+		lo, hi float64
+		bad    int
+	}
+	k := workers(len(values))
+	parts := make([]part, k)
+	spread(k, len(values), func(w, from, to int) {
+		p := part{lo: math.Inf(1), hi: math.Inf(-1), bad: -1}
+		for i, v := range values[from:to] {
+			x := float64(v)
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				if p.bad < 0 {
+					p.bad = from + i
+				}
+				continue
+			}
+			p.lo, p.hi = min(p.lo, x), max(p.hi, x)
+		}
+		parts[w] = p
+	})
+	lo, hi, bad = math.Inf(1), math.Inf(-1), -1
+	for _, p := range parts {
+		lo, hi = min(lo, p.lo), max(hi, p.hi)
+		if bad < 0 {
+			bad = p.bad
+		}
+	}
+	return lo, hi, bad
+}
+
+// otsu is OtsuThreshold given the values' range.
+func otsu(values []float32, lo, hi float64) float64 {
 	if !(hi > lo) {
 		return lo
 	}
@@ -93,23 +173,33 @@ func OtsuThreshold(values []float32) float64 {
 		edges[i] = float64(float64(i)*step) + lo
 	}
 	edges[bins] = hi
-	var hist [bins]int64
 	// numpy divides by (hi - lo); a reciprocal can land one bin off, which the comparisons
 	// with the edges below correct exactly as numpy's own off-by-one correction does.
 	inv := bins / (hi - lo)
-	for _, v := range values {
-		x := float64(v)
-		i := min(max(int((x-lo)*inv), 0), bins)
-		if i == bins {
-			i--
+	k := workers(len(values))
+	hists := make([][bins]int64, k)
+	spread(k, len(values), func(w, from, to int) {
+		h := &hists[w]
+		for _, v := range values[from:to] {
+			x := float64(v)
+			i := min(max(int((x-lo)*inv), 0), bins)
+			if i == bins {
+				i--
+			}
+			if x < edges[i] {
+				i--
+			}
+			if i != bins-1 && x >= edges[i+1] {
+				i++
+			}
+			h[i]++
 		}
-		if x < edges[i] {
-			i--
+	})
+	var hist [bins]int64
+	for _, h := range hists {
+		for i, c := range h {
+			hist[i] += c
 		}
-		if i != bins-1 && x >= edges[i+1] {
-			i++
-		}
-		hist[i]++
 	}
 	var w0 [bins]int64
 	var m [bins]float64
@@ -165,14 +255,27 @@ func selectRanks(values []float32, t float32, ranks [2]int, hist []int) [2]float
 	for j, r := range ranks {
 		hi[j], left[j] = bucket(hist, r)
 	}
-	low := [2][]int{make([]int, 1<<16), make([]int, 1<<16)}
-	for _, v := range values {
-		if v > t {
-			k := key(v)
-			for j := range hi {
-				if k>>16 == hi[j] {
-					low[j][k&0xFFFF]++
+	k := workers(len(values))
+	lows := make([][2][]int, k)
+	spread(k, len(values), func(w, from, to int) {
+		low := [2][]int{make([]int, 1<<16), make([]int, 1<<16)}
+		for _, v := range values[from:to] {
+			if v > t {
+				k := key(v)
+				for j := range hi {
+					if k>>16 == hi[j] {
+						low[j][k&0xFFFF]++
+					}
 				}
+			}
+		}
+		lows[w] = low
+	})
+	low := lows[0]
+	for _, l := range lows[1:] {
+		for j := range low {
+			for i, c := range l[j] {
+				low[j][i] += c
 			}
 		}
 	}

@@ -3,9 +3,11 @@ package preproc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -127,6 +129,71 @@ func TestResampleProperties(t *testing.T) {
 	id.Resample(same, img)
 	if !slices.Equal(same, img) {
 		t.Error("resampling to the same grid is not the identity")
+	}
+}
+
+// A series large enough to be split over workers fits the normalisation one goroutine fits,
+// and the first NaN is still the one reported.
+func TestFitNormalizationWorkersAgree(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 9))
+	vol := make([]float32, 3<<20)
+	for i := range vol {
+		if i%3 == 0 {
+			vol[i] = float32(rng.NormFloat64()*4 + 10) // background
+		} else {
+			vol[i] = float32(rng.NormFloat64()*150 + 900) // head
+		}
+	}
+	defer func(v int) { parallelValues = v }(parallelValues)
+	parallelValues = 1 << 20
+	par, err := FitNormalization(vol, 0.5, 99.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parallelValues = math.MaxInt
+	one, err := FitNormalization(vol, 0.5, 99.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if par != one {
+		t.Fatalf("split passes give %+v, one pass %+v", par, one)
+	}
+	parallelValues = 1 << 20
+	vol[len(vol)-5], vol[len(vol)-3] = float32(math.NaN()), float32(math.Inf(1))
+	if _, err := FitNormalization(vol, 0.5, 99.5); err == nil || !errors.Is(err, ErrBadValues) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("voxel %d is NaN", len(vol)-5)) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// A large slice split over workers gives the bytes one worker gives (the goldens are small
+// enough to run on one): shrinking with the filter, and the unfiltered map back.
+func TestResampleWorkersAgree(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 7))
+	img := make([]float32, 512*512)
+	for i := range img {
+		img[i] = rng.Float32() * 1000
+	}
+	for _, mk := range []func() *Resampler{
+		func() *Resampler { r, _ := NewResampler(512, 512, [2]float64{0.45, 0.45}, 1); return r },
+		func() *Resampler { r, _ := NewResampler(512, 512, [2]float64{0.45, 0.5}, 2); return r },
+		func() *Resampler { r, _ := NewResamplerTo(230, 230, 512, 512); return r },
+	} {
+		par, one := mk(), mk()
+		one.work = one.work[:1]
+		for len(par.work) < 3 { // whatever GOMAXPROCS is here
+			w := par.work[0]
+			par.work = append(par.work, scratch{line: make([]float64, len(w.line)),
+				lineOut: make([]float64, len(w.lineOut)), acc: make([]float64, len(w.acc))})
+		}
+		src := img[:par.inR*par.inC]
+		or, oc := par.OutSize()
+		a, b := make([]float32, or*oc), make([]float32, or*oc)
+		par.Resample(a, src)
+		one.Resample(b, src)
+		if !slices.Equal(a, b) {
+			t.Fatalf("%dx%d to %dx%d: %d workers differ from one", par.inR, par.inC, or, oc, len(par.work))
+		}
 	}
 }
 

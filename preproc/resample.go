@@ -3,6 +3,8 @@ package preproc
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 )
 
 // Plane is one 2D image, row-major. Its layout equals accel.Image's, so the two convert
@@ -94,7 +96,8 @@ func ResampledSize(rows, cols int, spacing [2]float64, scale float64) (int, int)
 // midline_model.data.resample_inplane does: an anti-aliasing Gaussian of sigma (n/n' - 1)/2
 // old pixels along each shrunk axis (edges: nearest), then bilinear sampling of old coordinate
 // (j + 0.5) n/n' - 0.5 with edge clamping. It keeps its buffers, so one Resampler per
-// goroutine serves a whole series without allocating per slice.
+// goroutine serves a whole series without allocating per slice. A large slice is split by rows
+// over up to maxWorkers goroutines (each pixel's arithmetic is the same, so is the result).
 type Resampler struct {
 	inR, inC, outR, outC int
 	rowTaps, colTaps     []float64 // kernel from the centre outwards; nil: no filter
@@ -103,8 +106,18 @@ type Resampler struct {
 	// filter computes only those (shrinking by 4 reads fewer than half of them).
 	needRows, needCols []int
 	tmp                []float32
-	line, lineOut, acc []float64
+	work               []scratch // one per worker
 }
+
+// scratch is one worker's line buffers.
+type scratch struct{ line, lineOut, acc []float64 }
+
+// maxWorkers bounds the goroutines of one Resample; parallelMin is the output size (pixels,
+// source rows times columns for the filter) below which one goroutine does it all.
+const (
+	maxWorkers  = 4
+	parallelMin = 1 << 16
+)
 
 // interp is one output coordinate: the two source indices and their weights.
 type interp struct {
@@ -139,10 +152,37 @@ func newResampler(rows, cols, outR, outC int, filter bool) *Resampler {
 	r.rowPos, r.colPos = positions(outR, rows, fr), positions(outC, cols, fc)
 	r.needRows, r.needCols = needed(r.rowPos, rows), needed(r.colPos, cols)
 	r.tmp = make([]float32, rows*cols)
-	r.line = make([]float64, max(rows, cols)+2*max(len(r.rowTaps), len(r.colTaps)))
-	r.lineOut = make([]float64, max(rows, cols))
-	r.acc = make([]float64, cols)
+	workers := 1
+	if rows*cols >= parallelMin || outR*outC >= parallelMin {
+		workers = max(1, min(runtime.GOMAXPROCS(0), maxWorkers))
+	}
+	for range workers {
+		r.work = append(r.work, scratch{
+			line:    make([]float64, max(rows, cols)+2*max(len(r.rowTaps), len(r.colTaps))),
+			lineOut: make([]float64, max(rows, cols)),
+			acc:     make([]float64, cols),
+		})
+	}
 	return r
+}
+
+// parallel runs fn over [0, n) in one contiguous chunk per worker and waits for all of them.
+func (r *Resampler) parallel(n int, fn func(w *scratch, lo, hi int)) {
+	k := min(len(r.work), n)
+	if k <= 1 {
+		fn(&r.work[0], 0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < k; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(&r.work[w], w*n/k, (w+1)*n/k)
+		}()
+	}
+	fn(&r.work[0], 0, n/k)
+	wg.Wait()
 }
 
 // OutSize returns the output rows and columns.
@@ -152,19 +192,30 @@ func (r *Resampler) OutSize() (int, int) { return r.outR, r.outC }
 func (r *Resampler) Resample(dst, src []float32) {
 	img := src
 	if r.rowTaps != nil || r.colTaps != nil {
-		if r.rowTaps != nil {
-			r.filterRows(r.tmp, src)
-		} else {
-			for _, i := range r.needRows {
-				copy(r.tmp[i*r.inC:(i+1)*r.inC], src[i*r.inC:])
+		// Each source row the bilinear step reads: filtered down the columns from src, then
+		// along itself in place; rows are independent, so workers need no barrier until the end.
+		r.parallel(len(r.needRows), func(w *scratch, lo, hi int) {
+			for _, i := range r.needRows[lo:hi] {
+				row := r.tmp[i*r.inC : (i+1)*r.inC]
+				if r.rowTaps != nil {
+					r.filterRow(w, row, src, i)
+				} else {
+					copy(row, src[i*r.inC:])
+				}
+				if r.colTaps != nil {
+					r.filterCols(w, row)
+				}
 			}
-		}
-		if r.colTaps != nil {
-			r.filterCols(r.tmp)
-		}
+		})
 		img = r.tmp
 	}
-	for j, p := range r.rowPos {
+	r.parallel(len(r.rowPos), func(_ *scratch, lo, hi int) { r.bilinear(dst, img, lo, hi) })
+}
+
+// bilinear writes output rows lo..hi-1 from the (filtered) source img.
+func (r *Resampler) bilinear(dst, img []float32, lo, hi int) {
+	for j := lo; j < hi; j++ {
+		p := r.rowPos[j]
 		a, b := img[p.i0*r.inC:], img[p.i1*r.inC:]
 		out := dst[j*r.outC : (j+1)*r.outC]
 		for i, q := range r.colPos {
@@ -260,58 +311,51 @@ func pairwiseSum(a []float64) float64 {
 	return s
 }
 
-// filterRows filters src along its rows axis into dst, a whole row at a time (cache-friendly),
-// with the same arithmetic per pixel as filterCols: centre times the centre tap, then the pairs
-// from the outermost in. Only the rows the bilinear step reads are written.
-func (r *Resampler) filterRows(dst, src []float32) {
+// filterRow filters source row i along the rows axis into out, with the same arithmetic per
+// pixel as filterCols: centre times the centre tap, then the pairs from the outermost in; whole
+// rows at a time (cache-friendly).
+func (r *Resampler) filterRow(w *scratch, out, src []float32, i int) {
 	taps, rows, cols := r.rowTaps, r.inR, r.inC
 	rad := len(taps) - 1
-	acc := r.acc
-	for _, i := range r.needRows {
-		row := src[i*cols : (i+1)*cols]
-		for j, x := range row {
-			acc[j] = float64(x) * taps[0]
+	acc := w.acc
+	for j, x := range src[i*cols : (i+1)*cols] {
+		acc[j] = float64(x) * taps[0]
+	}
+	for d := rad; d >= 1; d-- {
+		a := src[min(max(i-d, 0), rows-1)*cols:][:cols]
+		b := src[min(i+d, rows-1)*cols:][:cols]
+		wt := taps[d]
+		for j := range acc {
+			acc[j] = acc[j] + float64((float64(a[j])+float64(b[j]))*wt)
 		}
-		for d := rad; d >= 1; d-- {
-			a := src[min(max(i-d, 0), rows-1)*cols:][:cols]
-			b := src[min(i+d, rows-1)*cols:][:cols]
-			w := taps[d]
-			for j := range acc {
-				acc[j] = acc[j] + float64((float64(a[j])+float64(b[j]))*w)
-			}
-		}
-		out := dst[i*cols : (i+1)*cols]
-		for j, x := range acc {
-			out[j] = float32(x)
-		}
+	}
+	for j, x := range acc {
+		out[j] = float32(x)
 	}
 }
 
-// filterCols correlates the rows the bilinear step reads, in place, with the symmetric kernel
-// colTaps along the columns axis, edges extended with the nearest value, the way scipy's
-// correlate1d does it for a symmetric kernel; it computes only the columns that step reads.
-func (r *Resampler) filterCols(img []float32) {
+// filterCols correlates one source row, in place, with the symmetric kernel colTaps along the
+// columns axis, edges extended with the nearest value, the way scipy's correlate1d does it for a
+// symmetric kernel; it computes only the columns the bilinear step reads.
+func (r *Resampler) filterCols(w *scratch, row []float32) {
 	taps, n := r.colTaps, r.inC
 	rad := len(taps) - 1
-	line := r.line[:n+2*rad]
-	for _, l := range r.needRows {
-		row := img[l*n : (l+1)*n]
-		for i, x := range row {
-			line[rad+i] = float64(x)
+	line := w.line[:n+2*rad]
+	for i, x := range row {
+		line[rad+i] = float64(x)
+	}
+	for i := range rad {
+		line[i], line[rad+n+i] = line[rad], line[rad+n-1]
+	}
+	for _, i := range r.needCols {
+		c := rad + i
+		t := line[c] * taps[0]
+		for d := rad; d >= 1; d-- {
+			t = t + float64((line[c-d]+line[c+d])*taps[d])
 		}
-		for i := range rad {
-			line[i], line[rad+n+i] = line[rad], line[rad+n-1]
-		}
-		for _, i := range r.needCols {
-			c := rad + i
-			t := line[c] * taps[0]
-			for d := rad; d >= 1; d-- {
-				t = t + float64((line[c-d]+line[c+d])*taps[d])
-			}
-			r.lineOut[i] = t
-		}
-		for _, i := range r.needCols {
-			row[i] = float32(r.lineOut[i])
-		}
+		w.lineOut[i] = t
+	}
+	for _, i := range r.needCols {
+		row[i] = float32(w.lineOut[i])
 	}
 }
