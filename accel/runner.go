@@ -130,12 +130,15 @@ func (r *Runner) Segment(ctx context.Context, s Slice) (Image, Stats, error) {
 // neighbouring slices' coarse probability brings those tiles back.
 const GateSlabMM = 20.0
 
-// gateReach is how many slices on either side the gate reaches at slice spacing mm.
+// gateReach is how many slices on either side the gate reaches at slice spacing mm. The
+// spacing comes from positions written as decimal strings, so 5 mm slices may measure
+// 5.000002 mm here and 4.999999 there: the tolerance of a thousandth of a slice keeps every
+// reader (and the Python reference) on the same side of a whole number.
 func gateReach(spacing float64) int {
 	if !(spacing > 0) {
 		return 0
 	}
-	return int(math.Floor(GateSlabMM/spacing + 1e-9))
+	return int(math.Floor(GateSlabMM/spacing + 1e-3))
 }
 
 // segmentSeries runs n slices, spaced sliceMM apart, through every scale, coarsest first, one

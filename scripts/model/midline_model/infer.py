@@ -28,8 +28,10 @@ GATE_SLAB_MM = 20.0
 
 
 def gate_reach(slice_mm: float) -> int:
-    """Slices on either side that a slice's gate takes in, at slice spacing slice_mm."""
-    return int(np.floor(GATE_SLAB_MM / slice_mm + 1e-9)) if slice_mm > 0 else 0
+    """Slices on either side that a slice's gate takes in, at slice spacing slice_mm; a
+    thousandth of a slice of tolerance, as accel.gateReach, since spacings measured from DICOM
+    positions land either side of a whole number (5.0000022 mm here, 4.999999995 in Go)."""
+    return int(np.floor(GATE_SLAB_MM / slice_mm + 1e-3)) if slice_mm > 0 else 0
 
 
 # A tile function takes a batch of normalised float tiles (n, size, size) and returns
@@ -176,10 +178,11 @@ def keras_tiles(model) -> TileFn:
     return fn
 
 
-def tflite_tiles(path, threads: int = 1) -> TileFn:
+def tflite_tiles(path, threads: int = 1, record=None) -> TileFn:
     """Int8 tiles through TFLite's builtin kernels, quantising with the model's own parameters.
     One thread by default: with more, TFLite's int8 kernels can change a few output values by a
-    step (seen on the T2 model), and the reference must be exactly reproducible."""
+    step (seen on the T2 model), and the reference must be exactly reproducible. record(q, y),
+    when given, sees each tile's raw int8 input and output (the parity goldens)."""
     from midline_model import tflite
 
     it = tflite.interpreter(path, num_threads=threads)
@@ -192,6 +195,8 @@ def tflite_tiles(path, threads: int = 1) -> TileFn:
         for i, t in enumerate(tiles):
             q = np.clip(np.round(t / s_in) + z_in, -128, 127).astype(np.int8)
             y = tflite.run(it, q[None, ..., None])
+            if record is not None:
+                record(q, y)
             res[i] = (y[0, ..., 0].astype(np.float32) - z_out) * s_out
         return res
     return fn
