@@ -110,6 +110,10 @@ golden-check: $(VENV_STAMP)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	(cd scripts/model && ../../$(VENV_PY) -m midline_model.runner_golden --out "$$tmp") && \
 	diff -r accel/testdata/runner_golden "$$tmp" && echo "golden: runner goldens match the Python reference"
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd scripts/model && ../../$(VENV_PY) -m midline_model.seed4_reference --out "$$tmp/reference.json" >/dev/null) && \
+	for f in "$$tmp"/*; do cmp "$$f" testdata/phantom/seed4/$$(basename "$$f") || exit 1; done && \
+	echo "golden: the seed4 reference and parity goldens match the shipped models through the Python pipeline"
 
 pytest: $(VENV_STAMP)
 	cd scripts/model && ../../$(VENV_PY) -m pytest -q

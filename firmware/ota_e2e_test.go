@@ -60,9 +60,9 @@ func TestOTAEndToEnd(t *testing.T) {
 	serveAddr := fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))
 	for _, args := range [][]string{
 		{"ota", "init", "--repo", repo},
-		{"ota", "publish", "--repo", repo, "--group", "ward-a", bundleV(t, "1.1.0")},
+		{"ota", "publish", "--repo", repo, "--group", "ward-a", bundleV(t, "2.1.0")},
 		{"ota", "site-key", "--out", keys},
-		{"ota", "approve", "--repo", repo, "--key", filepath.Join(keys, "site.pem"), "--site", "e2e-site", "--target", "dmg-t2-1.1.0.tar"},
+		{"ota", "approve", "--repo", repo, "--key", filepath.Join(keys, "site.pem"), "--site", "e2e-site", "--target", "dmg-t2-2.1.0.tar"},
 	} {
 		if code, out, errs := runCLI(args...); code != 0 {
 			t.Fatalf("%v: exit %d: %s%s", args, code, out, errs)
@@ -99,7 +99,7 @@ func TestOTAEndToEnd(t *testing.T) {
 		waitUntil(t, id+" online", func() bool { return stateOf(id, "idle", "") && sub.Has("midline/v1/e2e-site/"+id+"/status online") })
 	}
 	if code, out, errs := runCLI("ota", "push", "--broker", broker.URL(), "--site", "e2e-site", "--group", "ward-a",
-		"--target", "dmg-t2-1.1.0.tar", "--now"); code != 0 {
+		"--target", "dmg-t2-2.1.0.tar", "--now"); code != 0 {
 		t.Fatalf("push: exit %d: %s%s", code, out, errs)
 	}
 	for id, addr := range boxes {
@@ -107,14 +107,14 @@ func TestOTAEndToEnd(t *testing.T) {
 			if stateOf(id, "rejected", "") || stateOf(id, "failed", "") {
 				t.Fatalf("%s did not take the update", id)
 			}
-			return stateOf(id, "trial", "1.1.0")
+			return stateOf(id, "trial", "2.1.0")
 		})
 		if out, err := peers.Storescu(t, "MIDLINE", addr, filepath.Join(repoRoot(t), "testdata", "phantom", "seed4", "T2")); err != nil {
 			t.Fatalf("storescu to %s: %v\n%s", id, err, out)
 		}
 	}
 	for id := range boxes {
-		waitUntil(t, id+" committed 1.1.0", func() bool { return stateOf(id, "committed", "1.1.0") })
+		waitUntil(t, id+" committed 2.1.0", func() bool { return stateOf(id, "committed", "2.1.0") })
 	}
 	code, out, errs := runCLI("ota", "status", "--broker", broker.URL(), "--site", "e2e-site", "--json", "--wait", "1s")
 	if code != 0 {
@@ -129,7 +129,7 @@ func TestOTAEndToEnd(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &s); err != nil {
 			t.Fatalf("ota status line %q: %v", line, err)
 		}
-		if st := s.Slots["T2"]; st == nil || st.Committed.Version != "1.1.0" || st.Highest != "1.1.0" || st.Trial != nil {
+		if st := s.Slots["T2"]; st == nil || st.Committed.Version != "2.1.0" || st.Highest != "2.1.0" || st.Trial != nil {
 			t.Fatalf("%s: %+v", s.DeviceID, s.Slots["T2"])
 		}
 	}
@@ -154,7 +154,7 @@ func TestOTAEndToEnd(t *testing.T) {
 		}
 		return false
 	})
-	if job, _ := done["job"].(map[string]any); job == nil || job["model"] != "dmg-t2 1.1.0" {
+	if job, _ := done["job"].(map[string]any); job == nil || job["model"] != "dmg-t2 2.1.0" {
 		t.Fatalf("the job after the switch: %v", done)
 	}
 	// Its structure set reaches the planning system and names the new model.
@@ -164,7 +164,7 @@ func TestOTAEndToEnd(t *testing.T) {
 		return code == 0 && json.Unmarshal([]byte(out), &job) == nil && len(job.Deliveries) == 1 && job.Deliveries[0].State == "done"
 	})
 	b, err := os.ReadFile(filepath.Join(scp.Dir, "RS."+job.Deliveries[0].SOPUID))
-	if err != nil || !strings.Contains(string(b), "dmg-t2 1.1.0") {
+	if err != nil || !strings.Contains(string(b), "dmg-t2 2.1.0") {
 		t.Fatalf("the structure set at the planning system: %v", err)
 	}
 }

@@ -64,13 +64,23 @@ func (p *serveProcess) killAfter(d time.Duration) bool {
 	return ok && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL
 }
 
+// A daemon that has not exited within 2 x peers.Patience of SIGTERM is a failure, not a hung
+// test: it gets SIGQUIT, so its goroutines are in the log the failure prints.
 func (p *serveProcess) terminate(t *testing.T) {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-p.done; err != nil {
-		t.Fatalf("SIGTERM: midline serve exited with %v", err)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("SIGTERM: midline serve exited with %v", err)
+		}
+		p.done <- nil
+	case <-time.After(2 * peers.Patience):
+		p.cmd.Process.Signal(syscall.SIGQUIT)
+		err := <-p.done
+		p.done <- err
+		t.Fatalf("SIGTERM: midline serve still running after %s (SIGQUIT: %v; its goroutines are in the log)", 2*peers.Patience, err)
 	}
-	p.done <- nil
 }
 
 // killBox is one box of TestOTAKillDaemon.
@@ -92,10 +102,10 @@ func (b killBox) slots() *ota.SeqState {
 	return s.Sequences["T2"]
 }
 
-// onTrial: the update has switched T2 to 1.1.0 (on trial, or committed by a job).
+// onTrial: the update has switched T2 to 2.1.0 (on trial, or committed by a job).
 func (b killBox) onTrial() bool {
 	st := b.slots()
-	return st != nil && (st.Trial != nil && st.Trial.Version == "1.1.0" || st.Committed.Version == "1.1.0")
+	return st != nil && (st.Trial != nil && st.Trial.Version == "2.1.0" || st.Committed.Version == "2.1.0")
 }
 
 // progress says how far the update had come, from what the state folder holds.
@@ -202,7 +212,7 @@ func TestOTAKillDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	target, err := repo.Publish(bundleV(t, "1.1.0"), []string{"ward-a"})
+	target, err := repo.Publish(bundleV(t, "2.1.0"), []string{"ward-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +231,7 @@ func TestOTAKillDaemon(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(log.Name())
-			t.Logf("daemons' log (tail):\n%s", b[max(0, len(b)-4000):])
+			t.Logf("daemons' log (tail):\n%s", b[max(0, len(b)-64000):])
 		}
 	})
 
@@ -252,7 +262,7 @@ func TestOTAKillDaemon(t *testing.T) {
 		outcomes["killed "+box.progress()+", left "+box.afterKill(t, round)]++
 		p = startServe(t, box.cfgPath, log)
 		waitUntil(t, fmt.Sprintf("round %d: the update's trial after the restart", round), box.onTrial)
-		if got := box.running(t, round); got != "trial 1.1.0" {
+		if got := box.running(t, round); got != "trial 2.1.0" {
 			t.Fatalf("round %d: after the restarted update the daemon runs %s", round, got)
 		}
 		if round < killRounds-1 {
@@ -263,8 +273,8 @@ func TestOTAKillDaemon(t *testing.T) {
 		if out, err := peers.Storescu(t, "MIDLINE", box.dicom, filepath.Join(repoRoot(t), "testdata", "phantom", "seed4", "T2")); err != nil {
 			t.Fatalf("storescu: %v\n%s", err, out)
 		}
-		waitUntil(t, "the commit", func() bool { st := box.slots(); return st.Trial == nil && st.Committed.Version == "1.1.0" })
-		if st := box.slots(); st.Highest != "1.1.0" || box.running(t, round) != "committed 1.1.0" {
+		waitUntil(t, "the commit", func() bool { st := box.slots(); return st.Trial == nil && st.Committed.Version == "2.1.0" })
+		if st := box.slots(); st.Highest != "2.1.0" || box.running(t, round) != "committed 2.1.0" {
 			t.Fatalf("after the commit: %+v", st)
 		}
 		p.terminate(t)

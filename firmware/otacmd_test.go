@@ -42,9 +42,9 @@ func TestOTARepositoryCommands(t *testing.T) {
 	// The site's physicist approves the target with the site key.
 	keys := filepath.Join(t.TempDir(), "site")
 	for _, args := range [][]string{
-		{"ota", "publish", "--repo", repo, bundleV(t, "1.1.0")},
+		{"ota", "publish", "--repo", repo, bundleV(t, "2.1.0")},
 		{"ota", "site-key", "--out", keys},
-		{"ota", "approve", "--repo", repo, "--key", filepath.Join(keys, "site.pem"), "--site", "ward-site", "--target", "dmg-t2-1.1.0.tar"},
+		{"ota", "approve", "--repo", repo, "--key", filepath.Join(keys, "site.pem"), "--site", "ward-site", "--target", "dmg-t2-2.1.0.tar"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != 0 {
@@ -87,7 +87,7 @@ func bundleV(t *testing.T, version string) string {
 func TestOTADowngradeAndSiteKeyCommands(t *testing.T) {
 	repo := filepath.Join(t.TempDir(), "repo")
 	oldKeys, newKeys := filepath.Join(t.TempDir(), "site"), filepath.Join(t.TempDir(), "site2")
-	old, bad := "dmg-t2-"+shippedT2+".tar", "dmg-t2-1.1.0.tar"
+	old, bad := "dmg-t2-"+shippedT2+".tar", "dmg-t2-2.1.0.tar"
 	ok := func(want string, args ...string) {
 		t.Helper()
 		var out, errb bytes.Buffer
@@ -97,10 +97,10 @@ func TestOTADowngradeAndSiteKeyCommands(t *testing.T) {
 	}
 	ok("repository", "ota", "init", "--repo", repo)
 	ok("published", "ota", "publish", "--repo", repo, filepath.Join(testenv.Root(), "models", "dmg-t2"))
-	ok("published", "ota", "publish", "--repo", repo, bundleV(t, "1.1.0"))
+	ok("published", "ota", "publish", "--repo", repo, bundleV(t, "2.1.0"))
 	ok("site key", "ota", "site-key", "--out", oldKeys)
 	ok("approved", "ota", "approve", "--repo", repo, "--key", filepath.Join(oldKeys, "site.pem"), "--site", "s", "--target", bad)
-	ok("withdrawn: "+bad, "ota", "downgrade", "--repo", repo, "--target", old, "--from", "1.1.0")
+	ok("withdrawn: "+bad, "ota", "downgrade", "--repo", repo, "--target", old, "--from", "2.1.0")
 	ok("approved", "ota", "approve", "--repo", repo, "--key", filepath.Join(oldKeys, "site.pem"), "--site", "s", "--target", old)
 	ok("revoked", "ota", "revoke", "--repo", repo, "--key", filepath.Join(oldKeys, "site.pem"), "--site", "s", "--target", old)
 	ok("site key", "ota", "site-key", "--out", newKeys)
@@ -114,7 +114,7 @@ func TestOTADowngradeAndSiteKeyCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := r.Targets(); !c[bad].Withdrawn || strings.Join(c[old].DowngradeFrom, ",") != "1.1.0" {
+	if c := r.Targets(); !c[bad].Withdrawn || strings.Join(c[old].DowngradeFrom, ",") != "2.1.0" {
 		t.Fatalf("targets %+v", c)
 	}
 }

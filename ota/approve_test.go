@@ -46,7 +46,7 @@ func TestSiteApproval(t *testing.T) {
 	site := r.siteKey(true)
 	other := r.siteKey(false) // e.g. a vendor's own key posing as the site's
 	r.box()
-	name := r.publish(bundle(t, "1.1.0", nil))
+	name := r.publish(bundle(t, "2.1.0", nil))
 	if err := r.approval(name); !errors.Is(err, ErrNotApproved) {
 		t.Fatalf("before any approval: %v", err)
 	}
@@ -73,7 +73,7 @@ func TestSiteApproval(t *testing.T) {
 		t.Fatalf("approved by the site key: %v", err)
 	}
 	// The vendor re-publishes other bytes under the approved name: the approval does not carry over.
-	r.publish(bundle(t, "1.1.0", func(m map[string]any) { m["threshold"] = 0.6 }))
+	r.publish(bundle(t, "2.1.0", func(m map[string]any) { m["threshold"] = 0.6 }))
 	if err := r.approval(name); !errors.Is(err, ErrNotApproved) || !strings.Contains(err.Error(), "other bytes") {
 		t.Fatalf("approval of other bytes: %v", err)
 	}
@@ -92,7 +92,7 @@ func TestShadowUntilApproved(t *testing.T) {
 	r := newRig(t)
 	site := r.siteKey(true)
 	r.box()
-	name := r.publish(bundle(t, "1.1.0", nil))
+	name := r.publish(bundle(t, "2.1.0", nil))
 	targets, err := r.mgr.Check()
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +109,7 @@ func TestShadowUntilApproved(t *testing.T) {
 	}
 	r.box() // a restart keeps the shadow and the committed model
 	st := r.mgr.Snapshot().Sequences["T2"]
-	if st.Shadow == nil || st.Shadow.Version != "1.1.0" || st.Trial != nil || r.activeVersion() != shippedT2 {
+	if st.Shadow == nil || st.Shadow.Version != "2.1.0" || st.Trial != nil || r.activeVersion() != shippedT2 {
 		t.Fatalf("after restart: %+v", st)
 	}
 	if got := r.mgr.Approved(targets); len(got) != 0 {
@@ -122,14 +122,14 @@ func TestShadowUntilApproved(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := r.mgr.Approved(targets)
-	if len(got) != 1 || got[0].Version != "1.1.0" {
+	if len(got) != 1 || got[0].Version != "2.1.0" {
 		t.Fatalf("approved shadows %+v", got)
 	}
 	if _, err := r.mgr.Activate(got[0], time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	st = r.mgr.Snapshot().Sequences["T2"]
-	if st.Shadow != nil || st.Trial == nil || r.activeVersion() != "1.1.0" {
+	if st.Shadow != nil || st.Trial == nil || r.activeVersion() != "2.1.0" {
 		t.Fatalf("after approval: %+v", st)
 	}
 }
@@ -143,7 +143,7 @@ func TestSiteKeyRotation(t *testing.T) {
 	r := newRig(t)
 	oldKey := r.siteKey(true)
 	r.box()
-	first := r.publish(bundle(t, "1.1.0", nil))
+	first := r.publish(bundle(t, "2.1.0", nil))
 	if err := r.repo.Approve(oldKey, "site-a", first); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestSiteKeyRotation(t *testing.T) {
 	if err := r.approval(first); err != nil {
 		t.Fatalf("the re-signed approval: %v", err)
 	}
-	second := r.publish(bundle(t, "1.2.0", nil))
+	second := r.publish(bundle(t, "2.2.0", nil))
 	if err := r.repo.Approve(oldKey, "site-a", second); !errors.Is(err, ErrSiteKey) {
 		t.Fatalf("the repository signed an approval with the old key: %v", err)
 	}
@@ -181,7 +181,7 @@ func TestSiteKeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.mgr.Activate(p, time.Now()); err != nil || r.activeVersion() != "1.2.0" {
+	if _, err := r.mgr.Activate(p, time.Now()); err != nil || r.activeVersion() != "2.2.0" {
 		t.Fatalf("update after the rotation: %v, running %s", err, r.activeVersion())
 	}
 }
@@ -193,7 +193,7 @@ func TestRevokeApproval(t *testing.T) {
 	site := r.siteKey(true)
 	other := r.siteKey(false)
 	r.box()
-	name := r.publish(bundle(t, "1.1.0", nil))
+	name := r.publish(bundle(t, "2.1.0", nil))
 	if err := r.repo.Revoke(site, "site-a", name); err == nil {
 		t.Fatal("revoked an approval that was never given")
 	}

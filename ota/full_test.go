@@ -125,7 +125,7 @@ func selfTested(dir string) (string, error) {
 // given back.
 func TestStateFolderFull(t *testing.T) {
 	r := newRig(t)
-	name := r.publish(bundle(t, "1.1.0", nil))
+	name := r.publish(bundle(t, "2.1.0", nil))
 	length := r.repo.targets.Signed.Targets[name].Length
 	rootPath := filepath.Join(t.TempDir(), "root.json")
 	os.WriteFile(rootPath, r.trust, 0o644)

@@ -82,7 +82,7 @@ func runChild(raw string) int {
 // a self-tested model that is committed or on trial, and running the update again completes it.
 func TestKillAtEveryPhase(t *testing.T) {
 	r := newRig(t)
-	name := r.publish(bundle(t, "1.1.0", nil))
+	name := r.publish(bundle(t, "2.1.0", nil))
 	rootPath := filepath.Join(t.TempDir(), "root.json")
 	os.WriteFile(rootPath, r.trust, 0o644)
 	srv := httptest.NewServer(http.FileServer(http.Dir(r.repo.Served())))
@@ -118,7 +118,7 @@ func TestKillAtEveryPhase(t *testing.T) {
 			spec, _ = json.Marshal(childSpec{RepoURL: srv.URL, Root: rootPath, State: state, Target: name})
 			err = run(spec)
 			st = r.reopenAndFinishTrial()
-			if st.Committed.Version != "1.1.0" || r.activeVersion() != "1.1.0" {
+			if st.Committed.Version != "2.1.0" || r.activeVersion() != "2.1.0" {
 				t.Fatalf("after the restarted update (%v): %+v", err, st)
 			}
 		})
@@ -133,7 +133,7 @@ func TestKillAtEveryPhase(t *testing.T) {
 // a new command).
 func TestKillAtRandomPoints(t *testing.T) {
 	r := newRig(t)
-	name := r.publish(bundle(t, "1.1.0", nil))
+	name := r.publish(bundle(t, "2.1.0", nil))
 	rootPath := filepath.Join(t.TempDir(), "root.json")
 	os.WriteFile(rootPath, r.trust, 0o644)
 	srv := httptest.NewServer(http.FileServer(http.Dir(r.repo.Served())))
@@ -168,12 +168,12 @@ func TestKillAtRandomPoints(t *testing.T) {
 			finished = true
 		case <-time.After(2 * time.Millisecond):
 		}
-		if span == 0 && committedVersion(filepath.Join(first, "models")) == "1.1.0" {
+		if span == 0 && committedVersion(filepath.Join(first, "models")) == "2.1.0" {
 			span = time.Since(t0)
 		}
 	}
 	if span == 0 {
-		t.Fatal("the uninterrupted update never committed 1.1.0")
+		t.Fatal("the uninterrupted update never committed 2.1.0")
 	}
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
@@ -209,7 +209,7 @@ func TestKillAtRandomPoints(t *testing.T) {
 		default:
 			t.Fatalf("round %d: running %s from %s, slots %+v", round, v, link, st)
 		}
-		if st.Trial == nil && st.Committed.Version == "1.1.0" {
+		if st.Trial == nil && st.Committed.Version == "2.1.0" {
 			// The kill came after the update had committed (a slow child, -race): no work was
 			// interrupted and nothing is left to do, so the round does not count.
 			kills--
@@ -219,7 +219,7 @@ func TestKillAtRandomPoints(t *testing.T) {
 			t.Fatalf("round %d: the restarted update failed (slots before: %+v):\n%s", round, st, out.String())
 		}
 		st = r.reopenAndFinishTrial()
-		if st.Committed.Version != "1.1.0" || r.activeVersion() != "1.1.0" {
+		if st.Committed.Version != "2.1.0" || r.activeVersion() != "2.1.0" {
 			t.Fatalf("round %d: after the restarted update: %+v", round, st)
 		}
 	}

@@ -22,14 +22,14 @@ var shippedT2 = testenv.ShippedVersion("dmg-t2")
 func TestUpdateCommitsAfterTrial(t *testing.T) {
 	r := newRig(t)
 	r.box()
-	name := r.publish(bundle(t, "1.1.0", nil))
-	if name != "dmg-t2-1.1.0.tar" {
+	name := r.publish(bundle(t, "2.1.0", nil))
+	if name != "dmg-t2-2.1.0.tar" {
 		t.Fatalf("target %q", name)
 	}
 	if _, err := r.update(name); err != nil {
 		t.Fatal(err)
 	}
-	if v := r.activeVersion(); v != "1.1.0" {
+	if v := r.activeVersion(); v != "2.1.0" {
 		t.Fatalf("active %s after the switch", v)
 	}
 	st := r.mgr.Snapshot().Sequences["T2"]
@@ -45,7 +45,7 @@ func TestUpdateCommitsAfterTrial(t *testing.T) {
 		t.Fatalf("changes %+v", ch)
 	}
 	st = r.mgr.Snapshot().Sequences["T2"]
-	if st.Committed.Version != "1.1.0" || st.Highest != "1.1.0" || st.Previous.Version != shippedT2 {
+	if st.Committed.Version != "2.1.0" || st.Highest != "2.1.0" || st.Previous.Version != shippedT2 {
 		t.Fatalf("after commit: %+v", st)
 	}
 	var phases []string
@@ -57,7 +57,7 @@ func TestUpdateCommitsAfterTrial(t *testing.T) {
 	}
 	// The committed state survives a restart, and the same version is now a downgrade.
 	r.box()
-	if v := r.activeVersion(); v != "1.1.0" {
+	if v := r.activeVersion(); v != "2.1.0" {
 		t.Fatalf("after restart: %s", v)
 	}
 	_, err := r.update(name)
@@ -71,26 +71,26 @@ func TestRejectedLeavesModelAlone(t *testing.T) {
 		want  error
 	}{
 		{"tampered bundle", func(r *rig) string {
-			n := r.publish(bundle(r.t, "1.1.0", nil))
+			n := r.publish(bundle(r.t, "2.1.0", nil))
 			r.editTarget(func(b []byte) []byte { b[len(b)/2] ^= 1; return b })
 			return n
 		}, ErrHashMismatch},
 		{"hash ok but longer", func(r *rig) string {
-			n := r.publish(bundle(r.t, "1.1.0", nil))
+			n := r.publish(bundle(r.t, "2.1.0", nil))
 			r.editTarget(func(b []byte) []byte { return append(b, "extra"...) })
 			return n
 		}, ErrTooLong},
 		{"wrong key", func(r *rig) string {
 			other := newRig(r.t)
 			r.trust = other.trust
-			return r.publish(bundle(r.t, "1.1.0", nil))
+			return r.publish(bundle(r.t, "2.1.0", nil))
 		}, ErrMetadata},
 		{"expired metadata", func(r *rig) string {
 			r.repo.Opts.Now = func() time.Time { return time.Now().Add(-30 * 24 * time.Hour) }
-			return r.publish(bundle(r.t, "1.1.0", nil))
+			return r.publish(bundle(r.t, "2.1.0", nil))
 		}, ErrMetadata},
 		{"replayed metadata", func(r *rig) string {
-			n := r.publish(bundle(r.t, "1.1.0", nil))
+			n := r.publish(bundle(r.t, "2.1.0", nil))
 			old, _ := os.ReadFile(filepath.Join(r.repo.Served(), "timestamp.json"))
 			if err := r.repo.RefreshTimestamp(); err != nil {
 				r.t.Fatal(err)
@@ -104,24 +104,24 @@ func TestRejectedLeavesModelAlone(t *testing.T) {
 		{"downgrade", func(r *rig) string { return r.publish(bundle(r.t, "0.9.0", nil)) }, ErrDowngrade},
 		{"same version", func(r *rig) string { return r.publish(bundle(r.t, shippedT2, nil)) }, ErrDowngrade},
 		{"wrong sequence", func(r *rig) string { // the rig's box has T2 and T1C slots, none for FLAIR
-			return r.publish(bundle(r.t, "1.1.0", func(m map[string]any) { m["sequence"] = "FLAIR" }))
+			return r.publish(bundle(r.t, "2.1.0", func(m map[string]any) { m["sequence"] = "FLAIR" }))
 		}, ErrSequence},
 		{"engine not supported", func(r *rig) string {
 			r.engine = accel.EdgeTPU
-			return r.publish(bundle(r.t, "1.1.0", nil))
+			return r.publish(bundle(r.t, "2.1.0", nil))
 		}, ErrEngine},
-		{"outside the group", func(r *rig) string { return r.publish(bundle(r.t, "1.1.0", nil), "ward-b") }, ErrNotReleased},
+		{"outside the group", func(r *rig) string { return r.publish(bundle(r.t, "2.1.0", nil), "ward-b") }, ErrNotReleased},
 		{"unknown target", func(r *rig) string { return "dmg-t2-9.9.9.tar" }, ErrNotReleased},
 		{"needs newer firmware", func(r *rig) string {
-			return r.publish(bundle(r.t, "1.1.0", func(m map[string]any) { m["runtime"] = map[string]any{"min_firmware": "9.0.0"} }))
+			return r.publish(bundle(r.t, "2.1.0", func(m map[string]any) { m["runtime"] = map[string]any{"min_firmware": "9.0.0"} }))
 		}, ErrFirmware},
 		{"failing self-test", func(r *rig) string {
-			return r.publish(bundle(r.t, "1.1.0", func(m map[string]any) {
+			return r.publish(bundle(r.t, "2.1.0", func(m map[string]any) {
 				m["targets"].(map[string]any)["cpu"].(map[string]any)["selftest"].(map[string]any)["output_sha256"] = strings.Repeat("0", 64)
 			}))
 		}, accel.ErrSelfTest},
 		{"withdrawn", func(r *rig) string {
-			n := r.publish(bundle(r.t, "1.1.0", nil))
+			n := r.publish(bundle(r.t, "2.1.0", nil))
 			if err := r.repo.Recall(n); err != nil {
 				r.t.Fatal(err)
 			}
@@ -163,7 +163,7 @@ func (r *rig) editTarget(f func([]byte) []byte) {
 func TestTruncatedDownloadResumes(t *testing.T) {
 	r := newRig(t)
 	r.box()
-	name := r.publish(bundle(t, "1.1.0", nil))
+	name := r.publish(bundle(t, "2.1.0", nil))
 	files := r.handler
 	var cut atomic.Bool
 	var ranges []string
@@ -194,7 +194,7 @@ func TestTruncatedDownloadResumes(t *testing.T) {
 	if len(ranges) != 2 || ranges[0] != "" || ranges[1] != "bytes=100000-" {
 		t.Fatalf("requests' Range headers %q", ranges)
 	}
-	if v := r.activeVersion(); v != "1.1.0" {
+	if v := r.activeVersion(); v != "2.1.0" {
 		t.Fatalf("active %s", v)
 	}
 }
@@ -211,7 +211,7 @@ func TestRollbacks(t *testing.T) {
 	t.Run("failed job", func(t *testing.T) {
 		r := newRig(t)
 		r.box()
-		if _, err := r.update(r.publish(bundle(t, "1.1.0", nil))); err != nil {
+		if _, err := r.update(r.publish(bundle(t, "2.1.0", nil))); err != nil {
 			t.Fatal(err)
 		}
 		ch := r.mgr.JobResult("T2", false, time.Now())
@@ -225,12 +225,12 @@ func TestRollbacks(t *testing.T) {
 	t.Run("crash loop", func(t *testing.T) {
 		r := newRig(t)
 		r.box()
-		if _, err := r.update(r.publish(bundle(t, "1.1.0", nil))); err != nil {
+		if _, err := r.update(r.publish(bundle(t, "2.1.0", nil))); err != nil {
 			t.Fatal(err)
 		}
 		for i := 1; i <= 3; i++ { // the manager's MaxStarts
 			r.box()
-			if v := r.activeVersion(); v != "1.1.0" {
+			if v := r.activeVersion(); v != "2.1.0" {
 				t.Fatalf("start %d: %s", i, v)
 			}
 		}
@@ -242,7 +242,7 @@ func TestRollbacks(t *testing.T) {
 	t.Run("recall", func(t *testing.T) {
 		r := newRig(t)
 		r.box()
-		name := r.publish(bundle(t, "1.1.0", nil))
+		name := r.publish(bundle(t, "2.1.0", nil))
 		if _, err := r.update(name); err != nil {
 			t.Fatal(err)
 		}
@@ -260,8 +260,8 @@ func TestRollbacks(t *testing.T) {
 		if len(ch) != 1 || ch[0].Phase != PhaseReverted || r.activeVersion() != shippedT2 {
 			t.Fatalf("changes %+v, phase %+v", ch, r.lastPhase())
 		}
-		// Anti-rollback still holds: 1.1.0 stays the highest committed.
-		if st := r.mgr.Snapshot().Sequences["T2"]; st.Highest != "1.1.0" {
+		// Anti-rollback still holds: 2.1.0 stays the highest committed.
+		if st := r.mgr.Snapshot().Sequences["T2"]; st.Highest != "2.1.0" {
 			t.Fatalf("highest %s", st.Highest)
 		}
 	})
@@ -283,17 +283,17 @@ func TestKeyRotationKeepsBoxesUpdating(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.repo = reopened
-	if _, err := r.update(r.publish(bundle(t, "1.1.0", nil))); err != nil {
+	if _, err := r.update(r.publish(bundle(t, "2.1.0", nil))); err != nil {
 		t.Fatal(err)
 	}
-	if v := r.activeVersion(); v != "1.1.0" {
+	if v := r.activeVersion(); v != "2.1.0" {
 		t.Fatalf("active %s", v)
 	}
 }
 
 func TestPublishTarRoundTrip(t *testing.T) {
 	r := newRig(t)
-	dir := bundle(t, "1.2.0", nil)
+	dir := bundle(t, "2.2.0", nil)
 	tarPath := filepath.Join(t.TempDir(), "b.tar")
 	f, _ := os.Create(tarPath)
 	if err := PackBundle(dir, f); err != nil {
@@ -302,7 +302,7 @@ func TestPublishTarRoundTrip(t *testing.T) {
 	f.Close()
 	name := r.publish(tarPath)
 	c := r.repo.Targets()[name]
-	if c.Version != "1.2.0" || c.Sequence != "T2" || strings.Join(c.Engines, ",") != "cpu" || c.Groups[0] != "*" {
+	if c.Version != "2.2.0" || c.Sequence != "T2" || strings.Join(c.Engines, ",") != "cpu" || c.Groups[0] != "*" {
 		t.Fatalf("custom %+v", c)
 	}
 	_ = context.Background

@@ -53,11 +53,11 @@ func TestOTAThroughMQTT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good, err := repo.Publish(newVersion(t, "1.1.0"), []string{"ward-a"})
+	good, err := repo.Publish(newVersion(t, "2.1.0"), []string{"ward-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := repo.Publish(newVersion(t, "1.2.0"), []string{"ward-b"})
+	other, err := repo.Publish(newVersion(t, "2.2.0"), []string{"ward-b"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestOTAThroughMQTT(t *testing.T) {
 		c.OTA.RepoURL, c.OTA.TrustedRoot = srv.URL, filepath.Join(repo.Served(), "1.root.json")
 		c.OTA.RequireSiteApproval, c.OTA.TrialJobs = false, 1
 	})
-	if m := r.d.modelList(); len(m) != 2 || m[0].Slot != "a" || m[0].Version != shippedT2 {
+	if m := r.d.modelList(); len(m) != 2 || m[1].Sequence != "T2" || m[1].Slot != "a" || m[1].Version != shippedT2 {
 		t.Fatalf("seeded models %+v", m)
 	}
 	push := func(target string) {
@@ -93,9 +93,9 @@ func TestOTAThroughMQTT(t *testing.T) {
 			}
 		}
 	})
-	waitFor(t, "T2 1.1.0 on trial", func() bool {
+	waitFor(t, "T2 2.1.0 on trial", func() bool {
 		m := r.d.modelList()
-		return len(m) == 2 && m[1].Sequence == "T2" && m[1].Version == "1.1.0" && m[1].Slot == "b"
+		return len(m) == 2 && m[1].Sequence == "T2" && m[1].Version == "2.1.0" && m[1].Slot == "b"
 	})
 	waitFor(t, "retained ota/state trial", func() bool {
 		for _, l := range r.sub.Lines() {
@@ -105,10 +105,10 @@ func TestOTAThroughMQTT(t *testing.T) {
 		}
 		return false
 	})
-	if !subHas(r, `"message_id":"test-box:ota:dmg-t2:1.1.0:trial"`) {
+	if !subHas(r, `"message_id":"test-box:ota:dmg-t2:2.1.0:trial"`) {
 		t.Fatalf("no ota_trial event with its message id: %v", r.sub.Lines())
 	}
-	if subHas(r, `:ota:dmg-t2:1.2.0:trial`) {
+	if subHas(r, `:ota:dmg-t2:2.2.0:trial`) {
 		t.Fatal("the other group's target was installed")
 	}
 }
@@ -132,7 +132,7 @@ func TestOTAPeriodicCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for v, group := range map[string]string{"1.1.0": "ward-a", "1.0.5": "ward-a", "1.2.0": "ward-b"} {
+	for v, group := range map[string]string{"2.1.0": "ward-a", "2.0.5": "ward-a", "2.2.0": "ward-b"} {
 		if _, err := repo.Publish(newVersion(t, v), []string{group}); err != nil {
 			t.Fatal(err)
 		}
@@ -174,9 +174,9 @@ func TestOTAPeriodicCheck(t *testing.T) {
 		t.Fatal("downloaded outside ota.window")
 	}
 	at(2)
-	waitFor(t, "T2 1.1.0 on trial", func() bool {
+	waitFor(t, "T2 2.1.0 on trial", func() bool {
 		m := r.d.modelList()
-		return len(m) == 2 && m[1].Sequence == "T2" && m[1].Version == "1.1.0"
+		return len(m) == 2 && m[1].Sequence == "T2" && m[1].Version == "2.1.0"
 	})
 	done, download := -1, -1
 	for i, l := range r.sub.Lines() {
@@ -190,7 +190,7 @@ func TestOTAPeriodicCheck(t *testing.T) {
 	if done < 0 || download < done {
 		t.Fatalf("the download (line %d) did not wait for the study's end (line %d)", download, done)
 	}
-	if subHas(r, ":ota:dmg-t2:1.2.0:") || subHas(r, ":ota:dmg-t2:1.0.5:") {
+	if subHas(r, ":ota:dmg-t2:2.2.0:") || subHas(r, ":ota:dmg-t2:2.0.5:") {
 		t.Fatal("installed another group's target or an older one")
 	}
 }

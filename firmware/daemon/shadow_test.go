@@ -19,12 +19,12 @@ import (
 	"github.com/midline-rt/midline/ota"
 )
 
-// candidate is the shipped T2 bundle as version 1.1.0 with a higher threshold: the same
+// candidate is the shipped T2 bundle as version 2.1.0 with a higher threshold: the same
 // weights (its self-test passes) and a different mask, so that the comparison has something to
 // show.
 func candidate(t *testing.T) string {
 	t.Helper()
-	dir := newVersion(t, "1.1.0")
+	dir := newVersion(t, "2.1.0")
 	p := filepath.Join(dir, "model.json")
 	b, _ := os.ReadFile(p)
 	var m map[string]any
@@ -96,7 +96,7 @@ func TestShadowComparedNeverSent(t *testing.T) {
 	})
 	c := j.Shadow
 	t.Logf("job %s: %s %.2f cm3, %s %.2f cm3, Dice %.3f, %.0f ms", j.ID, c.Current, c.CurrentCM3, c.Candidate, c.CandidateCM3, c.Dice, c.MS)
-	if j.State != JobDone || j.Model != "dmg-t2 "+shippedT2 || c.Candidate != "dmg-t2 1.1.0" || c.Error != "" ||
+	if j.State != JobDone || j.Model != "dmg-t2 "+shippedT2 || c.Candidate != "dmg-t2 2.1.0" || c.Error != "" ||
 		c.CurrentCM3 <= c.CandidateCM3 || c.CandidateCM3 <= 0 || c.Dice <= 0.5 || c.Dice >= 1 {
 		t.Fatalf("job %+v, comparison %+v", j, c)
 	}
@@ -112,14 +112,14 @@ func TestShadowComparedNeverSent(t *testing.T) {
 		t.Fatalf("structure sets at the planning system: %v", rs)
 	}
 	b, _ := os.ReadFile(filepath.Join(r.scp.Dir, rs[0]))
-	if !strings.Contains(string(b), "dmg-t2 "+shippedT2) || strings.Contains(string(b), "1.1.0") {
+	if !strings.Contains(string(b), "dmg-t2 "+shippedT2) || strings.Contains(string(b), "2.1.0") {
 		t.Fatal("the structure set is not the committed model's alone")
 	}
 	contours := 0
 	for _, l := range r.sub.Lines() {
 		if strings.Contains(l, "/contours/") {
 			contours++
-			if strings.Contains(l, `"version":"1.1.0"`) {
+			if strings.Contains(l, `"version":"2.1.0"`) {
 				t.Fatal("a contour message of the candidate was published")
 			}
 		}
@@ -133,7 +133,7 @@ func TestShadowComparedNeverSent(t *testing.T) {
 
 	// The status page and /api/ota show the comparison.
 	page := get(t, r.httpURL+"/")
-	for _, want := range []string{"Shadow: T2 candidate dmg-t2 1.1.0", j.ID, "0." /* the Dice */, "<code>midline ota approve"} {
+	for _, want := range []string{"Shadow: T2 candidate dmg-t2 2.1.0", j.ID, "0." /* the Dice */, "<code>midline ota approve"} {
 		if !strings.Contains(page, want) {
 			t.Fatalf("the status page lacks %q", want)
 		}
@@ -165,9 +165,9 @@ func TestShadowComparedNeverSent(t *testing.T) {
 		t.Fatal(err)
 	}
 	pushCmd(t, r, name)
-	waitFor(t, "T2 1.1.0 on trial", func() bool {
+	waitFor(t, "T2 2.1.0 on trial", func() bool {
 		m := r.d.modelList()
-		return m[1].Version == "1.1.0" && m[1].Slot == "b"
+		return m[1].Version == "2.1.0" && m[1].Slot == "b"
 	})
 	if st := r.d.ota.mgr.Snapshot().Sequences["T2"]; st.Shadow != nil || st.Trial == nil {
 		t.Fatalf("after approval: %+v", st)

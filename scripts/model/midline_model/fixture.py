@@ -1,7 +1,7 @@
 """The fixture model: a tiny full-integer int8 conv net and its golden outputs.
 
 It uses the kinds of operator the segmentation generator uses (plain and dilated 3x3 convs,
-concatenation, max-pooling, channel attention made of MEAN, 1x1 convs, LOGISTIC and a broadcast
+concatenation, max-pooling, channel attention made of a whole-map AVERAGE_POOL_2D, 1x1 convs, LOGISTIC and a broadcast
 MUL, nearest-neighbour upsampling, ADD skips, spatial attention), with int8 input and output, so
 that the Go binding is checked against TensorFlow's own interpreter on every one of them.
 
@@ -48,7 +48,7 @@ def build(seed: int = SEED) -> tf.keras.Model:
     c = L.Concatenate()([a, b])
     d = L.MaxPool2D(2)(c)
     d = L.Conv2D(16, 3, padding="same", activation="relu")(d)
-    g = L.GlobalAveragePooling2D(keepdims=True)(d)
+    g = L.AveragePooling2D(pool_size=d.shape[1:3])(d)  # the squeeze, as the generator does it
     g = L.Conv2D(4, 1, activation="relu")(g)
     g = L.Conv2D(16, 1, activation="sigmoid")(g)
     d = L.Multiply()([d, g])

@@ -5,8 +5,8 @@ discriminator on (image, mask) pairs.
 Every layer of the generator lowers to an operator the Edge TPU maps (shared/EDGETPU.md):
 CONV_2D (3x3, dilated 3x3 with equal x/y dilation, 1x1) with batch norm folded in, RELU,
 MAX_POOL_2D, RESIZE_NEAREST_NEIGHBOR with default flags followed by a 3x3 conv (no transposed
-convolution), CONCATENATION, MEAN (global average, keepdims), LOGISTIC and MUL for the attention
-gates, ADD for the multi-scale fusion. Static shapes, batch 1 at export.
+convolution), CONCATENATION, AVERAGE_POOL_2D (over the whole map: the squeeze), LOGISTIC and
+MUL for the attention gates, ADD for the multi-scale fusion. Static shapes, batch 1 at export.
 
 The options switch parts off for the ablation: `attention=False` drops the channel squeeze-
 excitation and the spatial gate, `multiscale=False` replaces the parallel branches with two
@@ -60,11 +60,15 @@ def multiscale_block(x, filters: int, name: str, multiscale: bool = True):
 
 
 def attention_gate(x, name: str):
-    """Spatial-channel attention: squeeze-excitation over channels (MEAN -> 1x1 conv -> RELU ->
+    """Spatial-channel attention: squeeze-excitation over channels (whole-map AVERAGE_POOL_2D -> 1x1 conv -> RELU ->
     1x1 conv -> LOGISTIC -> MUL), then a spatial gate (1x1 conv -> LOGISTIC -> MUL). No channel
     max-pooling (CBAM's REDUCE_MAX is not an Edge TPU op)."""
     c = x.shape[-1]
-    s = L.GlobalAveragePooling2D(keepdims=True, name=f"{name}_gap")(x)
+    # The squeeze is a whole-map AVERAGE_POOL_2D rather than MEAN: the same average, but TFLite's
+    # int8 average pool is integer arithmetic, so every build of the runtime gives the same bytes
+    # (the int8 MEAN kernel rounds in float and Debian's build and TensorFlow's wheel disagree on
+    # a channel now and then, which broke tile parity between the firmware and the toolchain).
+    s = L.AveragePooling2D(pool_size=(x.shape[1], x.shape[2]), name=f"{name}_gap")(x)
     s = L.Conv2D(max(c // 4, 4), 1, activation="relu", name=f"{name}_se1")(s)
     s = L.Conv2D(c, 1, activation="sigmoid", name=f"{name}_se2")(s)
     x = L.Multiply(name=f"{name}_cmul")([x, s])
