@@ -37,9 +37,17 @@ func midlineProcess(t *testing.T, listen string, args ...string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
+		select {
+		case <-done:
+		case <-time.After(2 * peers.Patience): // a failure with the goroutines on stderr, not a hung package
+			cmd.Process.Signal(syscall.SIGQUIT)
+			<-done
+			t.Errorf("midline %s still running %s after SIGTERM", args[0], 2*peers.Patience)
+		}
 	})
 	peers.WaitListening(t, listen)
 }
