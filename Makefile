@@ -119,9 +119,11 @@ pytest: $(VENV_STAMP)
 	cd scripts/model && ../../$(VENV_PY) -m pytest -q
 
 ## model: regenerate phantom data, train, evaluate and export the three shipped bundles and
-## scripts/model/RESULTS.md (hours on 2 cores, not yet run end to end; resumes where it stopped, in build/model).
+## scripts/model/RESULTS.md (hours on 2 cores, not yet run end to end; resumes where it stopped,
+## in MODEL_WORK, which must not hold another recipe's work).
+MODEL_WORK ?= build/model-recipe
 model: $(VENV_STAMP)
-	cd scripts/model && ../../$(VENV_PY) -m midline_model.pipeline --work ../../build/model \
+	cd scripts/model && ../../$(VENV_PY) -m midline_model.pipeline --work ../../$(MODEL_WORK) \
 		--models ../../models --results RESULTS.md --ablation
 
 ## bench: speed of the Go engine beside TensorFlow's Python interpreter on the same model, and of

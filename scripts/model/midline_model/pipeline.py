@@ -1,7 +1,11 @@
 """From nothing to the three shipped bundles: data, training, evaluation, export, results.
 
     python -m midline_model.pipeline --work ../../build/model --models ../../models [--seq T2 ...]
-        [--steps 1500] [--train-count 64] [--ablation]
+        [--steps N] [--train-count 33] [--val-count 4] [--ablation]
+
+The recipe is the shipped models': tiles of training studies 1000-1032 and validation studies
+2000-2003, then per sequence STEPS[seq] steps of batch 16 (T2 2400, FLAIR 1000, T1C 800;
+--steps sets one count for all), and the ablation at the T2 model's budget.
 
 Every step writes its output under --work and is skipped when that output exists, so an
 interrupted run resumes where it stopped (training itself resumes from its checkpoint). Seeds fix
@@ -39,6 +43,10 @@ def _evaluate(seq: str, run: Path, tflite: Path | None, work: Path, count: int) 
     return path
 
 
+# Training steps per sequence (batch 16), as the shipped models were trained.
+STEPS = {"T2": 2400, "FLAIR": 1000, "T1C": 800}
+
+
 def ship(seq: str, work: Path, models: Path, steps: int, test_count: int, version: str) -> dict:
     run = _train(seq, work, steps, [], f"dmg-{seq.lower()}")
     staging = run / "bundle"
@@ -71,6 +79,18 @@ def ablation(work: Path, steps: int, test_count: int) -> list[dict]:
     return rows
 
 
+def _check_recipe(work: Path, recipe: dict) -> None:
+    """Every step skips what its output already holds, so a work folder must not mix recipes:
+    the first run records its recipe there and a later run with another one stops."""
+    path = work / "recipe.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != recipe:
+            raise SystemExit(f"pipeline: {work} was made with {old}, not {recipe}: use another --work")
+    else:
+        path.write_text(json.dumps(recipe, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m midline_model.pipeline", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,23 +98,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--results", type=Path, default=Path("RESULTS.md"))
     p.add_argument("--seq", action="append", choices=["T2", "FLAIR", "T1C"])
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--train-count", type=int, default=64)
-    p.add_argument("--val-count", type=int, default=12)
+    p.add_argument("--steps", type=int, help="training steps of every model (default: STEPS)")
+    p.add_argument("--train-count", type=int, default=33)
+    p.add_argument("--val-count", type=int, default=4)
     p.add_argument("--test-count", type=int, default=20)
     p.add_argument("--ablation", action="store_true")
     p.add_argument("--version", default="1.0.0")
     args = p.parse_args(argv)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
+    _check_recipe(work, {"train_seeds": [1000, 1000 + args.train_count],
+                         "val_seeds": [2000, 2000 + args.val_count],
+                         "steps": {s: args.steps or STEPS[s] for s in STEPS}})
     if not (work / "val.npz").exists():
         trainset.build(range(2000, 2000 + args.val_count), work / "val.npz")
     if not (work / "train.npz").exists():
         trainset.build(range(1000, 1000 + args.train_count), work / "train.npz")
     shipped = {}
     for seq in args.seq or ["T2", "FLAIR", "T1C"]:
-        shipped[seq] = ship(seq, work, args.models, args.steps, args.test_count, args.version)
-    rows = ablation(work, args.steps, args.test_count) if args.ablation else []
+        shipped[seq] = ship(seq, work, args.models, args.steps or STEPS[seq], args.test_count, args.version)
+    rows = ablation(work, args.steps or STEPS["T2"], args.test_count) if args.ablation else []
     args.results.write_text(report.results(args.models, rows))
     print(f"pipeline: wrote {', '.join(shipped)} and {args.results}")
 

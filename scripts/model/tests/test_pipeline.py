@@ -117,3 +117,12 @@ def test_sagittal_to_axial_is_the_patient_frame_permutation():
     assert (np.diff(ax[..., 2], axis=0) > 0).all()  # slices go up
     assert (np.diff(ax[..., 1], axis=1) > 0).all()  # rows go back
     assert (np.diff(ax[..., 0], axis=2) > 0).all()  # columns go to the patient's left
+
+
+def test_a_work_folder_keeps_one_recipe(tmp_path):
+    from midline_model import pipeline
+    recipe = {"train_seeds": [1000, 1033], "val_seeds": [2000, 2004], "steps": dict(pipeline.STEPS)}
+    pipeline._check_recipe(tmp_path, recipe)
+    pipeline._check_recipe(tmp_path, recipe)  # the same recipe resumes
+    with pytest.raises(SystemExit, match="use another --work"):
+        pipeline._check_recipe(tmp_path, {**recipe, "steps": {"T2": 3, "FLAIR": 3, "T1C": 3}})
