@@ -121,10 +121,12 @@ pytest: $(VENV_STAMP)
 ## model: regenerate phantom data, train, evaluate and export the three shipped bundles and
 ## scripts/model/RESULTS.md (hours on 2 cores, not yet run end to end; resumes where it stopped,
 ## in MODEL_WORK, which must not hold another recipe's work).
+## MODEL_VERSION is what the bundles are released as; it must be above the committed ones.
 MODEL_WORK ?= build/model-recipe
+MODEL_VERSION ?= 1.0.0
 model: $(VENV_STAMP)
 	cd scripts/model && ../../$(VENV_PY) -m midline_model.pipeline --work ../../$(MODEL_WORK) \
-		--models ../../models --results RESULTS.md --ablation
+		--models ../../models --results RESULTS.md --ablation --version $(MODEL_VERSION)
 
 ## bench: speed of the Go engine beside TensorFlow's Python interpreter on the same model, and of
 ## the DICOM receiver beside storescp and Orthanc (netdicom/bench_test.go).

@@ -54,6 +54,7 @@ def ship(seq: str, work: Path, models: Path, steps: int, test_count: int, versio
         export.export(seq, run, work / "train.npz", staging, version, None)
     ev = _evaluate(seq, run, staging / "model.tflite", work, test_count)
     dest = models / f"dmg-{seq.lower()}"
+    _check_version(dest, version)
     meta = export.export(seq, run, work / "train.npz", dest, version, ev)
     (dest / "MODEL_CARD.md").write_text(report.model_card(meta, json.loads(ev.read_text()),
                                                           json.loads((run / "train.json").read_text())))
@@ -77,6 +78,20 @@ def ablation(work: Path, steps: int, test_count: int) -> list[dict]:
                      "eval": ev["summary"]["float"], "subjects": ev["subjects"],
                      "log": [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]})
     return rows
+
+
+def _semver(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("-")[0].split("."))
+
+
+def _check_version(dest: Path, version: str) -> None:
+    """A bundle already in dest with this version or a later one is not overwritten: boxes
+    update only to higher versions (ota), and a release must say what changed."""
+    meta = dest / "model.json"
+    if meta.exists():
+        have = json.loads(meta.read_text())["version"]
+        if _semver(version) <= _semver(have):
+            raise SystemExit(f"pipeline: {dest} holds version {have}; ship with --version above it")
 
 
 def _check_recipe(work: Path, recipe: dict) -> None:

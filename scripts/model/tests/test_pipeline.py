@@ -126,3 +126,13 @@ def test_a_work_folder_keeps_one_recipe(tmp_path):
     pipeline._check_recipe(tmp_path, recipe)  # the same recipe resumes
     with pytest.raises(SystemExit, match="use another --work"):
         pipeline._check_recipe(tmp_path, {**recipe, "steps": {"T2": 3, "FLAIR": 3, "T1C": 3}})
+
+
+def test_ship_never_overwrites_a_later_version(tmp_path):
+    from midline_model import pipeline
+    (tmp_path / "model.json").write_text(json.dumps({"version": "1.1.0"}))
+    for v in ("1.0.0", "1.1.0", "1.0.9"):
+        with pytest.raises(SystemExit, match="holds version 1.1.0"):
+            pipeline._check_version(tmp_path, v)
+    pipeline._check_version(tmp_path, "1.2.0")
+    pipeline._check_version(tmp_path / "absent", "1.0.0")
