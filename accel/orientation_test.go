@@ -158,7 +158,8 @@ type gtvMask struct {
 	data []uint8
 }
 
-func readMask(t *testing.T, path string, v *preproc.Volume) gtvMask {
+// readGzip returns the uncompressed bytes of a gzip file, at most limit of them.
+func readGzip(t *testing.T, path string, limit int64) []byte {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -169,10 +170,16 @@ func readMask(t *testing.T, path string, v *preproc.Volume) gtvMask {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := io.ReadAll(io.LimitReader(zr, 256<<20))
+	b, err := io.ReadAll(io.LimitReader(zr, limit))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+func readMask(t *testing.T, path string, v *preproc.Volume) gtvMask {
+	t.Helper()
+	b := readGzip(t, path, 256<<20)
 	le := binary.LittleEndian
 	if len(b) < 352 || le.Uint32(b) != 348 || le.Uint16(b[70:]) != 2 {
 		t.Fatalf("%s: not a little-endian uint8 NIfTI-1 file", path)

@@ -1,13 +1,11 @@
 package accel
 
 import (
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -107,19 +105,7 @@ func checkShippedParity(t *testing.T, seq, study, model, probFile string, tiles 
 	if inputs > 0 || outputs > 0 {
 		t.Errorf("of %d tiles, %d inputs differ from Python's and %d outputs differ for an identical input", len(tiles), inputs, outputs)
 	}
-	f, err := os.Open(filepath.Join(study, probFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	py, err := io.ReadAll(io.LimitReader(zr, int64(4*len(p.Q)+1)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	py := readGzip(t, filepath.Join(study, probFile), int64(4*len(p.Q)+1))
 	if len(py) != 4*len(p.Q) {
 		t.Fatalf("%s: %d bytes, want %d (the volume's %v)", probFile, len(py), 4*len(p.Q), v.Geometry.String())
 	}

@@ -40,16 +40,25 @@ func midlineProcess(t *testing.T, listen string, args ...string) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(2 * peers.Patience): // a failure with the goroutines on stderr, not a hung package
-			cmd.Process.Signal(syscall.SIGQUIT)
-			<-done
+		if exited, _ := sigterm(cmd.Process, done); !exited {
 			t.Errorf("midline %s still running %s after SIGTERM", args[0], 2*peers.Patience)
 		}
 	})
 	peers.WaitListening(t, listen)
+}
+
+// sigterm asks a midline process to stop and waits up to 2 x peers.Patience for its exit on
+// done. One still running then gets SIGQUIT, so its goroutines are on its stderr, and a test
+// fails readably instead of hanging its package; exited says which it was.
+func sigterm(p *os.Process, done <-chan error) (exited bool, err error) {
+	p.Signal(syscall.SIGTERM)
+	select {
+	case err = <-done:
+		return true, err
+	case <-time.After(2 * peers.Patience):
+		p.Signal(syscall.SIGQUIT)
+		return false, <-done
+	}
 }
 
 // TestOTAEndToEnd is issue 8's end to end: IT makes a repository with `midline ota init` and

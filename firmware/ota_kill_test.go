@@ -64,22 +64,17 @@ func (p *serveProcess) killAfter(d time.Duration) bool {
 	return ok && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL
 }
 
-// A daemon that has not exited within 2 x peers.Patience of SIGTERM is a failure, not a hung
-// test: it gets SIGQUIT, so its goroutines are in the log the failure prints.
+// terminate stops the daemon with SIGTERM (sigterm: a daemon still running after the wait is a
+// failure, with its goroutines in the log the failure prints).
 func (p *serveProcess) terminate(t *testing.T) {
 	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Fatalf("SIGTERM: midline serve exited with %v", err)
-		}
-		p.done <- nil
-	case <-time.After(2 * peers.Patience):
-		p.cmd.Process.Signal(syscall.SIGQUIT)
-		err := <-p.done
-		p.done <- err
+	exited, err := sigterm(p.cmd.Process, p.done)
+	p.done <- err
+	if !exited {
 		t.Fatalf("SIGTERM: midline serve still running after %s (SIGQUIT: %v; its goroutines are in the log)", 2*peers.Patience, err)
+	}
+	if err != nil {
+		t.Fatalf("SIGTERM: midline serve exited with %v", err)
 	}
 }
 

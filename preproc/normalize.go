@@ -3,8 +3,6 @@ package preproc
 import (
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 )
 
 // Normalization is a fitted percentile-zscore (DESIGN.md; docs/contracts.md, Preprocessing):
@@ -34,7 +32,7 @@ func FitNormalization(values []float32, pLow, pHigh float64) (Normalization, err
 	}
 	t := otsu(values, lo, hi)
 	t32 := float32(t) // numpy compares the float32 volume with the threshold in float32
-	k := workers(len(values))
+	k := workers(len(values), parallelValues)
 	hists := make([][]int, k)
 	counts := make([]int, k)
 	spread(k, len(values), func(w, from, to int) {
@@ -102,32 +100,6 @@ func OtsuThreshold(values []float32) float64 {
 // variable for the test that holds the split passes to the single one).
 var parallelValues = 1 << 20
 
-// workers is how many goroutines share a pass over n values (counts are merged exactly).
-func workers(n int) int {
-	if n < parallelValues {
-		return 1
-	}
-	return max(1, min(runtime.GOMAXPROCS(0), maxWorkers))
-}
-
-// spread runs fn over [0, n) in k contiguous chunks, one goroutine each, and waits for them.
-func spread(k, n int, fn func(w, from, to int)) {
-	if k <= 1 {
-		fn(0, 0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for w := 1; w < k; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(w, w*n/k, (w+1)*n/k)
-		}()
-	}
-	fn(0, 0, n/k)
-	wg.Wait()
-}
-
 // valueRange returns the smallest and largest of the finite values and the index of the first
 // NaN or infinity (-1 when there is none).
 func valueRange(values []float32) (lo, hi float64, bad int) {
@@ -135,7 +107,7 @@ func valueRange(values []float32) (lo, hi float64, bad int) {
 		lo, hi float64
 		bad    int
 	}
-	k := workers(len(values))
+	k := workers(len(values), parallelValues)
 	parts := make([]part, k)
 	spread(k, len(values), func(w, from, to int) {
 		p := part{lo: math.Inf(1), hi: math.Inf(-1), bad: -1}
@@ -176,7 +148,7 @@ func otsu(values []float32, lo, hi float64) float64 {
 	// numpy divides by (hi - lo); a reciprocal can land one bin off, which the comparisons
 	// with the edges below correct exactly as numpy's own off-by-one correction does.
 	inv := bins / (hi - lo)
-	k := workers(len(values))
+	k := workers(len(values), parallelValues)
 	hists := make([][bins]int64, k)
 	spread(k, len(values), func(w, from, to int) {
 		h := &hists[w]
@@ -255,7 +227,7 @@ func selectRanks(values []float32, t float32, ranks [2]int, hist []int) [2]float
 	for j, r := range ranks {
 		hi[j], left[j] = bucket(hist, r)
 	}
-	k := workers(len(values))
+	k := workers(len(values), parallelValues)
 	lows := make([][2][]int, k)
 	spread(k, len(values), func(w, from, to int) {
 		low := [2][]int{make([]int, 1<<16), make([]int, 1<<16)}

@@ -3,8 +3,6 @@ package preproc
 import (
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 )
 
 // Plane is one 2D image, row-major. Its layout equals accel.Image's, so the two convert
@@ -97,7 +95,7 @@ func ResampledSize(rows, cols int, spacing [2]float64, scale float64) (int, int)
 // old pixels along each shrunk axis (edges: nearest), then bilinear sampling of old coordinate
 // (j + 0.5) n/n' - 0.5 with edge clamping. It keeps its buffers, so one Resampler per
 // goroutine serves a whole series without allocating per slice. A large slice is split by rows
-// over up to maxWorkers goroutines (each pixel's arithmetic is the same, so is the result).
+// over up to maxWorkers goroutines (spread) (each pixel's arithmetic is the same, so is the result).
 type Resampler struct {
 	inR, inC, outR, outC int
 	rowTaps, colTaps     []float64 // kernel from the centre outwards; nil: no filter
@@ -112,12 +110,9 @@ type Resampler struct {
 // scratch is one worker's line buffers.
 type scratch struct{ line, lineOut, acc []float64 }
 
-// maxWorkers bounds the goroutines of one Resample; parallelMin is the output size (pixels,
-// source rows times columns for the filter) below which one goroutine does it all.
-const (
-	maxWorkers  = 4
-	parallelMin = 1 << 16
-)
+// parallelMin is the image size (source or output pixels, the larger) below which one
+// goroutine does a whole Resample.
+const parallelMin = 1 << 16
 
 // interp is one output coordinate: the two source indices and their weights.
 type interp struct {
@@ -152,11 +147,7 @@ func newResampler(rows, cols, outR, outC int, filter bool) *Resampler {
 	r.rowPos, r.colPos = positions(outR, rows, fr), positions(outC, cols, fc)
 	r.needRows, r.needCols = needed(r.rowPos, rows), needed(r.colPos, cols)
 	r.tmp = make([]float32, rows*cols)
-	workers := 1
-	if rows*cols >= parallelMin || outR*outC >= parallelMin {
-		workers = max(1, min(runtime.GOMAXPROCS(0), maxWorkers))
-	}
-	for range workers {
+	for range workers(max(rows*cols, outR*outC), parallelMin) {
 		r.work = append(r.work, scratch{
 			line:    make([]float64, max(rows, cols)+2*max(len(r.rowTaps), len(r.colTaps))),
 			lineOut: make([]float64, max(rows, cols)),
@@ -168,21 +159,7 @@ func newResampler(rows, cols, outR, outC int, filter bool) *Resampler {
 
 // parallel runs fn over [0, n) in one contiguous chunk per worker and waits for all of them.
 func (r *Resampler) parallel(n int, fn func(w *scratch, lo, hi int)) {
-	k := min(len(r.work), n)
-	if k <= 1 {
-		fn(&r.work[0], 0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for w := 1; w < k; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(&r.work[w], w*n/k, (w+1)*n/k)
-		}()
-	}
-	fn(&r.work[0], 0, n/k)
-	wg.Wait()
+	spread(min(len(r.work), n), n, func(w, lo, hi int) { fn(&r.work[w], lo, hi) })
 }
 
 // OutSize returns the output rows and columns.
