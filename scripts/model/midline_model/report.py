@@ -32,6 +32,13 @@ def _ranges(seeds: list[int]) -> str:
     return ", ".join(out)
 
 
+def _selected(train_info: dict) -> str:
+    if "selected_step" not in train_info:
+        return ""
+    return (f"; the generator kept is step {train_info['selected_step']}'s, the best validation tile Dice"
+            f" ({train_info['selected_val_tile_dice']:.3f}, checked every 100 steps)")
+
+
 def model_card(meta: dict, ev: dict, train_info: dict, release_note: str = "") -> str:
     """MODEL_CARD.md of a bundle; release_note, when given, says how this version differs."""
     seq = meta["sequence"]
@@ -65,7 +72,7 @@ target is not compiled yet (`edgetpu_compiler` cannot be installed on the build 
 three times in four, else a thalamus), 2 to 60 cm3, infiltrating margins, mass effect, necrosis,
 enhancement patterns, vendor-style acquisitions (see `midline_model/phantom.py`).
 Training: {_studies(train_info)}{train_info['train_tiles']} tiles, {train_info['steps']} steps of batch
-{train_info['batch']}, seed {train_info['seed']}, {train_info['seconds'] / 60:.0f} min on 2 CPU cores.
+{train_info['batch']}, seed {train_info['seed']}, {train_info['seconds'] / 60:.0f} min on 2 CPU cores{_selected(train_info)}.
 
 ## Results on {ev['subjects']} held-out phantom studies, through the firmware's tiling
 | | Dice (95% CI) | min Dice | surface Dice 2 mm | HD95 in-plane (median) | abs. volume error | lesions found |

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from midline_model import data, evaluate, export, infer, opcheck, train, trainset
+from midline_model import model as M
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +24,7 @@ def test_smoke_train_export_evaluate(tiles, tmp_path):
     log = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3]
     assert all(np.isfinite(r["seg_loss"]) and np.isfinite(r["d_loss"]) for r in log)
+    assert json.loads((out / "train.json").read_text())["selected_step"] == 3
     bundle = tmp_path / "bundle"
     meta = export.export("T2", out, tiles, bundle, "0.0.1", None)
     assert opcheck.violations(bundle / "model.tflite") == []
@@ -37,6 +39,23 @@ def test_smoke_train_export_evaluate(tiles, tmp_path):
                             tau=1.0)
     row = res["per_subject"][0]
     assert 0.0 <= row["int8"]["dice"] <= 1.0 and 0.0 <= row["baseline"]["dice"] <= 1.0
+
+
+def test_training_keeps_the_generator_with_the_best_validation_dice(tiles, tmp_path):
+    out = tmp_path / "run"
+    args = ["--seq", "T2", "--train", str(tiles), "--val", str(tiles), "--out", str(out),
+            "--batch", "4", "--widths", "8,16", "--log-every", "1", "--val-every", "1", "--resume"]
+    train.main(args + ["--steps", "3"])
+    (out / "train.json").unlink()
+    train.main(args + ["--steps", "6"])  # resumed: the best of steps 1-3 still counts
+    val = [(r["val_tile_dice"], -r["step"]) for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())]
+    dice, step = max(val)
+    info = json.loads((out / "train.json").read_text())
+    assert (info["selected_step"], info["selected_val_tile_dice"]) == (-step, round(dice, 4))
+    g = M.generator(M.GeneratorConfig(widths=(8, 16)))
+    g.load_weights(str(out / "generator.weights.h5"))
+    vx, vy = train.load_tiles(tiles, "T2")
+    assert train.tile_dice(vy, g.predict(vx, batch_size=32, verbose=0)) == pytest.approx(dice, abs=1e-4)
 
 
 def test_baseline_finds_a_bright_lesion_on_t2(tmp_path):
