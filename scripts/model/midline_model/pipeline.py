@@ -5,8 +5,8 @@
 
 The recipe is the shipped models': tiles of training studies 1000-1032 and validation studies
 2000-2003, then per sequence STEPS[seq] steps of batch 16 (T2 2400, FLAIR 1000, T1C 800;
---steps sets one count for all) keeping the generator with the best validation tile Dice (checked
-every 100 steps), and the ablation at the T2 model's budget.
+--steps sets one count for all) keeping the moving average of the generator's weights with the
+best validation tile Dice (checked every 100 steps), and the ablation at the T2 model's budget.
 
 Every step writes its output under --work and is skipped when that output exists, so an
 interrupted run resumes where it stopped (training itself resumes from its checkpoint). Seeds fix
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     _check_recipe(work, {"train_seeds": [1000, 1000 + args.train_count],
                          "val_seeds": [2000, 2000 + args.val_count],
                          "steps": {s: args.steps or STEPS[s] for s in STEPS},
-                         "selection": "best validation tile Dice, every 100 steps"})
+                         "kept": "moving average of the weights (decay 0.995) with the best"
+                                 " validation tile Dice, checked every 100 steps"})
     if not (work / "val.npz").exists():
         trainset.build(range(2000, 2000 + args.val_count), work / "val.npz")
     if not (work / "train.npz").exists():

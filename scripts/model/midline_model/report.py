@@ -35,7 +35,9 @@ def _ranges(seeds: list[int]) -> str:
 def _selected(train_info: dict) -> str:
     if "selected_step" not in train_info:
         return ""
-    return (f"; the generator kept is step {train_info['selected_step']}'s, the best validation tile Dice"
+    what = (f"the moving average of its weights (decay {train_info['ema']})" if train_info.get("ema")
+            else "the generator")
+    return (f"; kept: {what} at step {train_info['selected_step']}, the best validation tile Dice"
             f" ({train_info['selected_val_tile_dice']:.3f}, checked every 100 steps)")
 
 

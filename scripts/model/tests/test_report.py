@@ -17,7 +17,8 @@ def test_card_and_results_carry_the_evaluated_numbers(tmp_path):
             "seed": 1, "seconds": 120.0}
     card = report.model_card(meta, ev, info)
     assert "0.912" in card and "Not for clinical use" in card and "yes" in card
-    assert "step 7's" in report.model_card(meta, ev, info | {"selected_step": 7, "selected_val_tile_dice": 0.8})
+    kept = report.model_card(meta, ev, info | {"selected_step": 7, "selected_val_tile_dice": 0.8, "ema": 0.995})
+    assert "moving average of its weights (decay 0.995) at step 7" in kept
     d = tmp_path / "dmg-t2"
     d.mkdir()
     (d / "model.json").write_text(json.dumps(meta))
