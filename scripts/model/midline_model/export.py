@@ -49,13 +49,13 @@ def selftest(model_path: Path, tile: np.ndarray) -> tuple[bytes, str]:
     it = tflite.interpreter(model_path)
     (inp,) = it.get_input_details()
     s, z = tflite.quantization(inp)
-    q = np.clip(np.round(tile[..., 0] / s) + z, -128, 127).astype(np.int8)[None, ..., None]
+    q = np.clip(np.round(tile / s) + z, -128, 127).astype(np.int8)[None]  # tile: (H, W, C)
     out = tflite.run(it, q)
     return q.tobytes(), hashlib.sha256(out.tobytes()).hexdigest()
 
 
 def model_json(seq: str, version: str, evaluation: dict | None, checks: str, selftest_sha: str,
-               data_note: str) -> dict:
+               data_note: str, channels: int = 1) -> dict:
     name, color = ROI[seq]
     summ = (evaluation or {}).get("summary", {})
     test = {}
@@ -75,7 +75,7 @@ def model_json(seq: str, version: str, evaluation: dict | None, checks: str, sel
         "targets": {"cpu": {"file": "model.tflite",
                             "selftest": {"input": "selftest_in.bin", "output_sha256": selftest_sha}}},
         "checks": {"edgetpu": checks},
-        "input": {"size": 128, "channels": 1, "context_slices": 0},
+        "input": {"size": 128, "channels": channels, "context_slices": (channels - 1) // 2},
         "scales_mm": [1.0, 2.0], "scale_weights": [0.7, 0.3],
         "tile_overlap": 0.5, "blend": "gaussian", "roi_gate": 0.05,
         "normalization": {"method": "percentile-zscore", "p_low": data.NORMALIZATION[seq][0],
@@ -101,7 +101,7 @@ def export(seq: str, train_dir: Path, tiles: Path, out: Path, version: str,
     ev = json.loads(evaluation.read_text()) if evaluation else None
     note = (f"phantom studies from midline_model.phantom: trained on {info['train_tiles']} tiles of "
             f"training seeds 1000+, tested on held-out seeds 3000+; no patient data")
-    meta = model_json(seq, version, ev, checks, st_sha, note)
+    meta = model_json(seq, version, ev, checks, st_sha, note, info["config"]["channels"])
     (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 

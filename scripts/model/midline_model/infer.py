@@ -48,13 +48,15 @@ class Plan:
     roi_gate: float = 0.05
     p_low: float = 0.5
     p_high: float = 99.5
+    context: int = 0  # 2.5D: slices on each side given as extra channels (contracts.md)
 
     @classmethod
     def from_bundle(cls, meta: dict) -> "Plan":
         n = meta["normalization"]
         return cls(size=meta["input"]["size"], scales_mm=tuple(meta["scales_mm"]),
                    scale_weights=tuple(meta["scale_weights"]), tile_overlap=meta["tile_overlap"],
-                   roi_gate=meta["roi_gate"], p_low=n["p_low"], p_high=n["p_high"])
+                   roi_gate=meta["roi_gate"], p_low=n["p_low"], p_high=n["p_high"],
+                   context=meta["input"].get("context_slices", 0))
 
 
 @dataclass
@@ -137,13 +139,23 @@ def _run_scale(zs, fill, tile_fn, plan, weight, gate, batch):
                 jobs.append((k, top, left))
     for i in range(0, len(jobs), batch):
         chunk = jobs[i:i + batch]
-        tiles = np.stack([data.crop(zs[k], t, l, size, fill) for k, t, l in chunk])
+        if plan.context:
+            tiles = np.stack([np.stack([data.crop(zs[j], t, l, size, fill)
+                                        for j in context_slices(k, len(zs), plan.context)], axis=-1)
+                              for k, t, l in chunk])
+        else:
+            tiles = np.stack([data.crop(zs[k], t, l, size, fill) for k, t, l in chunk])
         probs = tile_fn(tiles)
         for (k, top, left), p in zip(chunk, probs):
             _accumulate(acc[k], wsum[k], p * weight, weight, top, left)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(wsum > 0, acc / np.maximum(wsum, 1e-12), 0.0).astype(np.float32)
     return out, len(jobs), skipped
+
+
+def context_slices(k: int, n: int, c: int) -> np.ndarray:
+    """The slices a 2.5D tile of slice k holds, k - c to k + c, clamped to the series (0..n-1)."""
+    return np.clip(np.arange(k - c, k + c + 1), 0, n - 1)
 
 
 def _accumulate(acc, wsum, pw, w, top, left):
@@ -174,7 +186,8 @@ def postprocess(prob: np.ndarray, threshold: float, voxel_mm3: float,
 
 def keras_tiles(model) -> TileFn:
     def fn(tiles: np.ndarray) -> np.ndarray:
-        return model.predict(tiles[..., None], batch_size=len(tiles), verbose=0)[..., 0]
+        x = tiles if tiles.ndim == 4 else tiles[..., None]  # (N, H, W) or 2.5D (N, H, W, C)
+        return model.predict(x, batch_size=len(tiles), verbose=0)[..., 0]
     return fn
 
 
@@ -191,10 +204,10 @@ def tflite_tiles(path, threads: int = 1, record=None) -> TileFn:
     s_out, z_out = tflite.quantization(out)
 
     def fn(tiles: np.ndarray) -> np.ndarray:
-        res = np.empty(tiles.shape, np.float32)
+        res = np.empty(tiles.shape[:3], np.float32)
         for i, t in enumerate(tiles):
             q = np.clip(np.round(t / s_in) + z_in, -128, 127).astype(np.int8)
-            y = tflite.run(it, q[None, ..., None])
+            y = tflite.run(it, q.reshape(1, *q.shape[:2], -1))
             if record is not None:
                 record(q, y)
             res[i] = (y[0, ..., 0].astype(np.float32) - z_out) * s_out

@@ -34,8 +34,10 @@ from midline_model import model as M
 
 
 def load_tiles(path: Path, seq: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, H, W, C) and masks (N, H, W, 1) as float32; C > 1 for 2.5D tiles."""
     with np.load(path) as z:
-        return z[f"{seq}_image"].astype(np.float32)[..., None], z[f"{seq}_mask"].astype(np.float32)[..., None]
+        x = z[f"{seq}_image"].astype(np.float32)
+        return (x if x.ndim == 4 else x[..., None]), z[f"{seq}_mask"].astype(np.float32)[..., None]
 
 
 def studies(path: Path, seq: str) -> list[int]:
@@ -72,7 +74,7 @@ class Trainer:
         self.ema = M.generator(cfg) if ema > 0 else self.g  # what is validated and kept
         self.ema.set_weights(self.g.get_weights())
         self.ema_decay = ema
-        self.d = M.discriminator(cfg.size) if adversarial else None
+        self.d = M.discriminator(cfg.size, cfg.channels) if adversarial else None
         self.adv_weight = adv_weight
         self.steps = steps
         sched = tf.keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.05)
@@ -123,6 +125,7 @@ def train(args) -> dict:
         cfg = replace(cfg, widths=tuple(int(w) for w in args.widths.split(",")))
     x, y = load_tiles(args.train, args.seq)
     vx, vy = load_tiles(args.val, args.seq)
+    cfg = replace(cfg, channels=x.shape[-1])  # 2.5D tiles carry their context slices as channels
     ds = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=args.seed)
           .repeat().map(augment).batch(args.batch, drop_remainder=True).prefetch(2))
     tr = Trainer(cfg, not args.no_adversarial, args.adv_weight, args.steps, args.ema)

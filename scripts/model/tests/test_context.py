@@ -1,0 +1,55 @@
+"""2.5D context (contracts.md): tiles carry their neighbouring slices as channels, in training
+tiles, in the reference tiler and in the exported bundle."""
+
+import json
+
+import numpy as np
+
+from midline_model import evaluate, export, infer, opcheck, train, trainset
+
+
+def test_context_slices_clamp_to_the_series():
+    assert infer.context_slices(0, 5, 1).tolist() == [0, 0, 1]
+    assert infer.context_slices(2, 5, 2).tolist() == [0, 1, 2, 3, 4]
+    assert infer.context_slices(4, 5, 1).tolist() == [3, 4, 4]
+
+
+def test_a_context_channel_is_the_neighbouring_slice():
+    # Every slice a permutation of the same values: the normalisation does not change when
+    # slices repeat, so a model that answers with its first channel (slice k - 1) must give
+    # exactly what the one-channel tiler gives on the series shifted down by one slice.
+    rng = np.random.default_rng(3)
+    values = rng.uniform(100, 1000, 90 * 70).astype(np.float32)
+    real = np.stack([rng.permutation(values).reshape(90, 70) for _ in range(6)])
+    shifted = real[[max(k - 1, 0) for k in range(6)]]
+    first = lambda t: np.tanh(t[..., 0])
+    same = lambda t: np.tanh(t)
+    got, stats = infer.run_series(real, (5.0, 0.9, 0.9), first, infer.Plan(roi_gate=0.0, context=1))
+    want, _ = infer.run_series(shifted, (5.0, 0.9, 0.9), same, infer.Plan(roi_gate=0.0))
+    np.testing.assert_array_equal(got, want)
+    assert stats.tiles_run > 0
+
+
+def test_context_tiles_train_export_and_evaluate(tmp_path):
+    tiles = tmp_path / "train.npz"
+    trainset.build([4], tiles, small=True, context=1)
+    x, y = train.load_tiles(tiles, "T2")
+    assert x.shape[1:] == (128, 128, 3) and y.shape[1:] == (128, 128, 1)
+    # The middle channel is the tile's own slice: the one-channel build cuts the same tiles.
+    flat = tmp_path / "flat.npz"
+    trainset.build([4], flat, small=True)
+    np.testing.assert_array_equal(x[..., 1], train.load_tiles(flat, "T2")[0][..., 0])
+    out = tmp_path / "run"
+    train.main(["--seq", "T2", "--train", str(tiles), "--val", str(tiles), "--out", str(out),
+                "--steps", "2", "--batch", "4", "--widths", "8,16", "--log-every", "1", "--val-every", "2"])
+    assert json.loads((out / "train.json").read_text())["config"]["channels"] == 3
+    bundle = tmp_path / "bundle"
+    meta = export.export("T2", out, tiles, bundle, "0.0.1", None)
+    assert meta["input"] == {"size": 128, "channels": 3, "context_slices": 1}
+    assert opcheck.violations(bundle / "model.tflite") == []
+    assert (bundle / "selftest_in.bin").stat().st_size == 128 * 128 * 3
+    plan = infer.Plan.from_bundle(meta)
+    assert plan.context == 1
+    res = evaluate.evaluate("T2", {"int8": infer.tflite_tiles(bundle / "model.tflite")}, plan,
+                            {"threshold": 0.5, "min_component_mm3": 50}, [4], tmp_path / "cases", tau=1.0)
+    assert 0.0 <= res["per_subject"][0]["int8"]["dice"] <= 1.0
