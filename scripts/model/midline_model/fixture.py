@@ -40,6 +40,8 @@ def resize_nearest_2x(x: tf.Tensor) -> tf.Tensor:
 
 def build(seed: int = SEED) -> tf.keras.Model:
     """The fixture network, with seeded random weights."""
+    # Layer names, and so the converted model's bytes, count the layers this process made before.
+    tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(seed)
     L = tf.keras.layers
     x = L.Input((SIZE, SIZE, 1), batch_size=1, name="image")
