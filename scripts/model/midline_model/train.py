@@ -10,7 +10,7 @@ steps a JSON line goes to `log.jsonl` (losses, discriminator accuracy, validatio
 weights are checkpointed so an interrupted run resumes (`--resume`).
 
 Adversarial training wanders: with a smooth training loss, one run's validation tile Dice went
-0.898, 0.682, 0.843, 0.443, 0.818 at steps 1000-1500 and still 0.832, 0.908, 0.884 at 2000, 2200,
+0.898, 0.797, 0.682, 0.843, 0.443, 0.818 at steps 1000 to 1500 and still 0.832, 0.908, 0.884 at 2000, 2200,
 2400 (recomputing the batch-norm statistics does not explain it). So the generator evaluated and
 kept is an exponential moving average of the trained one's weights (`--ema`, decay 0.995: about
 the last 200 steps; 0 turns it off), and of those averages the one with the best validation tile
