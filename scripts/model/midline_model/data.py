@@ -123,3 +123,11 @@ def crop(img: np.ndarray, top: int, left: int, size: int, fill: float) -> np.nda
     if r1 > r0 and c1 > c0:
         out[r0 - top:r1 - top, c0 - left:c1 - left] = img[r0:r1, c0:c1]
     return out
+
+
+def crop_tile(vol: np.ndarray, k: int, channels, top: int, left: int, size: int, fill: float) -> np.ndarray:
+    """The tile of slice k of a (slices, rows, cols) volume: crop(vol[k]) when channels is None,
+    else (2.5D) the crops of the slices `channels` stacked along a last axis."""
+    if channels is None:
+        return crop(vol[k], top, left, size, fill)
+    return np.stack([crop(vol[j], top, left, size, fill) for j in channels], axis=-1)

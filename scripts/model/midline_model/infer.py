@@ -139,12 +139,8 @@ def _run_scale(zs, fill, tile_fn, plan, weight, gate, batch):
                 jobs.append((k, top, left))
     for i in range(0, len(jobs), batch):
         chunk = jobs[i:i + batch]
-        if plan.context:
-            tiles = np.stack([np.stack([data.crop(zs[j], t, l, size, fill)
-                                        for j in context_slices(k, len(zs), plan.context)], axis=-1)
-                              for k, t, l in chunk])
-        else:
-            tiles = np.stack([data.crop(zs[k], t, l, size, fill) for k, t, l in chunk])
+        tiles = np.stack([data.crop_tile(zs, k, context_slices(k, len(zs), plan.context) if plan.context else None,
+                                         t, l, size, fill) for k, t, l in chunk])
         probs = tile_fn(tiles)
         for (k, top, left), p in zip(chunk, probs):
             _accumulate(acc[k], wsum[k], p * weight, weight, top, left)

@@ -95,6 +95,13 @@ def _check_version(dest: Path, version: str) -> None:
             raise SystemExit(f"pipeline: {dest} holds version {have}; ship with --version above it")
 
 
+def _kept() -> str:
+    """The training's rule for the generator it keeps, from its own defaults (part of the recipe)."""
+    d = train.parser().parse_args(["--seq", "T2", "--train", ".", "--val", ".", "--out", "."])
+    return (f"moving average of the weights (decay {d.ema}) with the best validation tile Dice,"
+            f" checked every {d.val_every} steps")
+
+
 def _check_recipe(work: Path, recipe: dict) -> None:
     """Every step skips what its output already holds, so a work folder must not mix recipes:
     the first run records its recipe there and a later run with another one stops."""
@@ -126,8 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     _check_recipe(work, {"train_seeds": [1000, 1000 + args.train_count],
                          "val_seeds": [2000, 2000 + args.val_count],
                          "steps": {s: args.steps or STEPS[s] for s in STEPS},
-                         "kept": "moving average of the weights (decay 0.995) with the best"
-                                 " validation tile Dice, checked every 100 steps"})
+                         "kept": _kept()})
     if not (work / "val.npz").exists():
         trainset.build(range(2000, 2000 + args.val_count), work / "val.npz")
     if not (work / "train.npz").exists():

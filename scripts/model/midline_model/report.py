@@ -38,7 +38,7 @@ def _selected(train_info: dict) -> str:
     what = (f"the moving average of its weights (decay {train_info['ema']})" if train_info.get("ema")
             else "the generator")
     return (f"; kept: {what} at step {train_info['selected_step']}, the best validation tile Dice"
-            f" ({train_info['selected_val_tile_dice']:.3f}, checked every 100 steps)")
+            f" ({train_info['selected_val_tile_dice']:.3f}, checked every {train_info.get('val_every', 100)} steps)")
 
 
 def model_card(meta: dict, ev: dict, train_info: dict, release_note: str = "") -> str:

@@ -71,8 +71,10 @@ class Trainer:
     def __init__(self, cfg: M.GeneratorConfig, adversarial: bool, adv_weight: float, steps: int,
                  ema: float, lr: float = 2e-3):
         self.g = M.generator(cfg)
-        self.ema = M.generator(cfg) if ema > 0 else self.g  # what is validated and kept
-        self.ema.set_weights(self.g.get_weights())
+        self.ema = self.g  # what is validated and kept
+        if ema > 0:
+            self.ema = M.generator(cfg)
+            self.ema.set_weights(self.g.get_weights())
         self.ema_decay = ema
         self.d = M.discriminator(cfg.size, cfg.channels) if adversarial else None
         self.adv_weight = adv_weight
@@ -166,7 +168,7 @@ def train(args) -> dict:
         tr.ema.save_weights(str(out / "best.weights.h5"))
     shutil.copyfile(out / "best.weights.h5", out / "generator.weights.h5")  # kept: a longer run resumes
     summary = {"sequence": args.seq, "config": cfg.to_dict(), "adversarial": not args.no_adversarial,
-               "adv_weight": args.adv_weight, "ema": args.ema, "steps": args.steps, "batch": args.batch,
+               "adv_weight": args.adv_weight, "ema": args.ema, "val_every": args.val_every, "steps": args.steps, "batch": args.batch,
                "seed": args.seed, "params": int(tr.g.count_params()),
                "train_tiles": int(len(x)), "val_tiles": int(len(vx)),
                "train_studies": studies(args.train, args.seq), "val_studies": studies(args.val, args.seq),

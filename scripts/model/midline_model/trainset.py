@@ -77,10 +77,7 @@ def series_tiles(real: np.ndarray, gtv: np.ndarray, spacing: tuple[float, float]
         img, mask, fill = at_scale(real, gtv, spacing, scale, percentiles)
         for k, chans in channels or [(k, None) for k in range(img.shape[0])]:
             for top, left in _crops(mask[k], img.shape[1:], size, tiles_per_slice, rng):
-                if chans is None:
-                    imgs.append(data.crop(img[k], top, left, size, fill))
-                else:
-                    imgs.append(np.stack([data.crop(img[j], top, left, size, fill) for j in chans], axis=-1))
+                imgs.append(data.crop_tile(img, k, chans, top, left, size, fill))
                 masks.append(data.crop(mask[k].astype(np.float32), top, left, size, 0) > 0.5)
     return np.asarray(imgs, np.float16), np.asarray(masks, np.uint8)
 
