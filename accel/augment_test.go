@@ -121,11 +121,11 @@ func axialVolume(rows, cols, n int, seed uint64) *preproc.Volume {
 	return v
 }
 
-// With context slices, channel j of the model's input is slice k-c+j, clamped at the ends:
-// a model that answers with channel j gives, on slice k, what a 1-channel pass-through model
-// gives on that slice.
+// With context slices, channel j of the model's input is slice k+(j-c)*step, clamped at the
+// ends, step being the slices nearest input.context_mm (1 mm slices here): a model that answers
+// with channel j gives, on slice k, what a 1-channel pass-through model gives on that slice.
 func TestContextSlicesReachTheModelInOrderClampedAtTheEnds(t *testing.T) {
-	const c, n = 2, 6
+	const c, n = 2, 9
 	v := axialVolume(40, 50, n, 8)
 	norm := Normalization{Method: "percentile-zscore", PLow: 0.5, PHigh: 99.5}
 	base := Plan{Size: 32, ScalesMM: []float64{1}, ScaleWeights: []float64{1}, Overlap: 0.5, RoiGate: 0}
@@ -160,18 +160,74 @@ func TestContextSlicesReachTheModelInOrderClampedAtTheEnds(t *testing.T) {
 		}
 		quantize(pass.Q[k*len(z):(k+1)*len(z)], p.Pix)
 	}
-	ctxPlan := base
-	ctxPlan.Context = c
 	plane := v.Rows * v.Cols
-	for j := range 2*c + 1 {
-		got := run(&channelModel{pointModel: pointModel{size: 32}, channels: 2*c + 1, pick: j}, ctxPlan)
-		for k := range n {
-			src := min(max(k-c+j, 0), n-1)
-			for i := range plane {
-				if got.Q[k*plane+i] != pass.Q[src*plane+i] {
-					t.Fatalf("channel %d of slice %d: voxel %d is %d, slice %d's is %d", j, k, i, got.Q[k*plane+i], src, pass.Q[src*plane+i])
+	for _, tc := range []struct {
+		mm   float64
+		step int
+	}{{0, 1}, {2.5, 2}, {3.4, 3}} {
+		ctxPlan := base
+		ctxPlan.Context, ctxPlan.ContextMM = c, tc.mm
+		for j := range 2*c + 1 {
+			got := run(&channelModel{pointModel: pointModel{size: 32}, channels: 2*c + 1, pick: j}, ctxPlan)
+			for k := range n {
+				src := min(max(k+(j-c)*tc.step, 0), n-1)
+				for i := range plane {
+					if got.Q[k*plane+i] != pass.Q[src*plane+i] {
+						t.Fatalf("%v mm: channel %d of slice %d: voxel %d is %d, slice %d's is %d", tc.mm, j, k, i, got.Q[k*plane+i], src, pass.Q[src*plane+i])
+					}
 				}
 			}
+		}
+	}
+}
+
+// The same cases as scripts/model/tests/test_context.py: the firmware and the toolchain pick
+// the same neighbours.
+func TestContextStepIsTheNearestWholeNumberOfSlices(t *testing.T) {
+	for _, tc := range []struct {
+		slice, mm float64
+		want      int
+	}{{5, 5, 1}, {4.999999, 5, 1}, {5.000002, 5, 1}, {3, 5, 2}, {4, 5, 1}, {6, 5, 1}, {1.5, 5, 3},
+		{1, 5, 5}, {0.5, 5, 10}, {12, 5, 1}, {2, 5, 2}, {1.9999999, 5, 2}, {2.0000001, 5, 2}, {3, 0, 1}} {
+		if got := (Plan{ContextMM: tc.mm}).ContextStep(tc.slice); got != tc.want {
+			t.Errorf("%v mm apart at %v mm slices: step %d, want %d", tc.mm, tc.slice, got, tc.want)
+		}
+	}
+}
+
+// Walking a series upwards, twice as the runner does (one pass per scale), the pool makes
+// each slice once per pass, and every call gets the slices it asked for, also when the pool
+// is cut to the budget.
+func TestContextStackMakesEachSliceOncePerPass(t *testing.T) {
+	for _, tc := range []struct{ rows, context, step, n int }{
+		{4, 1, 1, 7}, {4, 1, 5, 30}, {4, 2, 3, 5}, {2048, 1, 5, 30}} {
+		made := 0
+		st := newStack(tc.context, tc.step, tc.rows, tc.rows, tc.n, func(dst []float32, k int) {
+			made++
+			for i := range dst {
+				dst[i] = float32(k)
+			}
+		})
+		for range 2 {
+			for k := range tc.n {
+				s := st.at(k)
+				for j, img := range s.Context {
+					want := float32(min(max(k+(j-tc.context)*tc.step, 0), tc.n-1))
+					if img.Pix[0] != want || img.Pix[len(img.Pix)-1] != want {
+						t.Fatalf("%+v: channel %d of slice %d holds slice %v", tc, j, k, img.Pix[0])
+					}
+				}
+			}
+		}
+		want := 2 * tc.n
+		if len(st.bufs) == tc.n { // the pool holds the whole series
+			want = tc.n
+		}
+		if pooled := len(st.bufs) >= min(tc.n, 2*tc.context*tc.step+1); pooled && made != want {
+			t.Errorf("%+v: %d slices made in two passes of %d, want %d", tc, made, tc.n, want)
+		}
+		if size := len(st.bufs) * tc.rows * tc.rows * 4; size > stackBudget && len(st.bufs) > 2*tc.context+1 {
+			t.Errorf("%+v: a pool of %d bytes", tc, size)
 		}
 	}
 }

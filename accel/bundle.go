@@ -62,6 +62,8 @@ type InputSpec struct {
 	Size          int `json:"size"`
 	Channels      int `json:"channels"`
 	ContextSlices int `json:"context_slices"`
+	// ContextMM is the distance between the channels in mm; 0 (or absent): adjacent slices.
+	ContextMM float64 `json:"context_mm,omitempty"`
 }
 
 // Normalization names the series normalisation (docs/contracts.md).
@@ -158,7 +160,8 @@ func (m BundleMeta) validate() error {
 // Plan is the bundle's tiled inference plan.
 func (m BundleMeta) Plan() Plan {
 	return Plan{Size: m.Input.Size, ScalesMM: m.ScalesMM, ScaleWeights: m.ScaleWeights,
-		Overlap: m.TileOverlap, RoiGate: m.RoiGate, Context: m.Input.ContextSlices}
+		Overlap: m.TileOverlap, RoiGate: m.RoiGate, Context: m.Input.ContextSlices,
+		ContextMM: m.Input.ContextMM}
 }
 
 // Open loads the bundle's model for an engine and checks its tensors against model.json.

@@ -157,6 +157,9 @@ func TestParseBundleMetaRefusesBadFields(t *testing.T) {
 		{"context", func(m map[string]any) {
 			m["input"] = map[string]any{"size": 128, "channels": 1, "context_slices": 2}
 		}, "context"},
+		{"context mm", func(m map[string]any) {
+			m["input"] = map[string]any{"size": 128, "channels": 3, "context_slices": 1, "context_mm": 25}
+		}, "context 25 mm"},
 		{"long roi", func(m map[string]any) {
 			m["roi"] = map[string]any{"name": "GTV_T2_AI_TOO_LONG_NAME", "type": "GTV", "color": []int{1, 2, 3}}
 		}, "16 characters"},

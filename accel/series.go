@@ -3,6 +3,7 @@ package accel
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -50,7 +51,7 @@ func SegmentVolume(ctx context.Context, r *Runner, norm Normalization, v *prepro
 	fill := nm.PadValue()
 	if o, err := preproc.Orient(v.Geometry, preproc.DefaultMaxTiltDeg); err == nil {
 		c := o.Canonical
-		st := newStack(r.plan.Context, c.Rows, c.Cols, c.Slices(), func(dst []float32, k int) {
+		st := newStack(r.plan.Context, r.plan.ContextStep(c.SliceSpacing), c.Rows, c.Cols, c.Slices(), func(dst []float32, k int) {
 			o.ToCanonical(dst, v.Slice(o.NativeSlice(k)))
 			nm.Apply(dst, dst)
 		})
@@ -90,7 +91,7 @@ func segmentReformatted(ctx context.Context, r *Runner, nm preproc.Normalization
 	ax := rf.Axial
 	plane := ax.Rows * ax.Cols
 	prob := make([]uint8, plane*ax.Slices())
-	stack := newStack(r.plan.Context, ax.Rows, ax.Cols, ax.Slices(), func(dst []float32, k int) {
+	stack := newStack(r.plan.Context, r.plan.ContextStep(ax.SliceSpacing), ax.Rows, ax.Cols, ax.Slices(), func(dst []float32, k int) {
 		rf.ToAxialSlice(dst, v.Pixels, k, float32(nm.Low))
 		nm.Apply(dst, dst)
 	})
@@ -119,42 +120,80 @@ func segmentReformatted(ctx context.Context, r *Runner, nm preproc.Normalization
 }
 
 // stack makes the normalised slices the runner sees, with their context slices when the model
-// takes some: a ring of 2*context+1 slice buffers, so each slice is made once.
+// takes some: for channels step slices apart, a pool of up to 2*context*step+1 slice buffers
+// (fewer when that would pass stackBudget bytes), so that as the runner walks the series each
+// slice is made once.
 type stack struct {
-	context, rows, cols, n int
-	make                   func(dst []float32, k int)
-	bufs                   [][]float32 // bufs[k % len] holds slice k
-	made                   []int       // which slice each buffer holds, -1 for none
+	context, step, rows, cols, n int
+	make                         func(dst []float32, k int)
+	bufs                         [][]float32
+	made                         []int // which slice each buffer holds, -1 for none
+	used                         []int // the call that last used each buffer
+	calls                        int
 }
 
-func newStack(context, rows, cols, n int, mk func(dst []float32, k int)) *stack {
-	s := &stack{context: context, rows: rows, cols: cols, n: n, make: mk}
-	for range 2*context + 1 {
+// stackBudget bounds the pool of a context model's slices (a 512x512 slice is 1 MiB); the
+// pool never has fewer than the 2*context+1 buffers one slice needs.
+const stackBudget = 32 << 20
+
+func newStack(context, step, rows, cols, n int, mk func(dst []float32, k int)) *stack {
+	s := &stack{context: context, step: max(step, 1), rows: rows, cols: cols, n: n, make: mk}
+	size := 2*context*s.step + 1
+	if size*rows*cols*4 > stackBudget {
+		size = max(2*context+1, stackBudget/(rows*cols*4))
+	}
+	for range max(1, min(size, n)) {
 		s.bufs = append(s.bufs, make([]float32, rows*cols))
 		s.made = append(s.made, -1)
+		s.used = append(s.used, 0)
 	}
 	return s
 }
 
-// at is slice k (and, for a context model, slices k-context..k+context, clamped to the series).
+// at is slice k (and, for a context model, slices k + step*j for j = -context..context,
+// clamped to the series).
 func (s *stack) at(k int) Slice {
+	s.calls++
 	img := func(j int) Image {
 		j = min(max(j, 0), s.n-1)
-		b := j % len(s.bufs)
-		if s.made[b] != j {
+		b := slices.Index(s.made, j)
+		if b < 0 {
+			// Refill the buffer, not used by this call, whose slice is needed last: the runner
+			// walks the series upwards, so a slice below the window is not needed again in this
+			// pass, one above it when the window reaches it.
+			for i := range s.bufs {
+				if s.used[i] != s.calls && (b < 0 || s.nextUse(s.made[i], k) > s.nextUse(s.made[b], k)) {
+					b = i
+				}
+			}
 			s.make(s.bufs[b], j)
 			s.made[b] = j
 		}
+		s.used[b] = s.calls
 		return Image{Rows: s.rows, Cols: s.cols, Pix: s.bufs[b]}
 	}
 	if s.context == 0 {
 		return Slice{Image: img(k)}
 	}
 	ctx := make([]Image, 0, 2*s.context+1)
-	for j := k - s.context; j <= k+s.context; j++ {
-		ctx = append(ctx, img(j))
+	for j := -s.context; j <= s.context; j++ {
+		ctx = append(ctx, img(k+j*s.step))
 	}
 	return Slice{Image: ctx[s.context], Context: ctx}
+}
+
+// nextUse is how many calls after at(k) slice m is needed again as the series is walked upwards:
+// within the window soon (at most step calls), above it when the window reaches it, below it
+// (or none, -1) not in this pass.
+func (s *stack) nextUse(m, k int) int {
+	reach := s.context * s.step
+	switch {
+	case m < 0 || m < k-reach:
+		return math.MaxInt
+	case m > k+reach:
+		return m - reach - k
+	}
+	return 0
 }
 
 func (s *Stats) add(o Stats) {

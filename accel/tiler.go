@@ -23,6 +23,10 @@ type Plan struct {
 	// Context is model.json's input.context_slices: the model sees 2*Context+1 neighbouring
 	// slices as channels (2.5D), the segmented slice in the middle.
 	Context int
+	// ContextMM is model.json's input.context_mm: the distance between those channels along the
+	// slice normal, taken as the nearest whole number of slices (ContextStep); 0 means adjacent
+	// slices.
+	ContextMM float64
 	// FlipTTA turns on flip test-time augmentation: every tile also runs mirrored left to
 	// right, and the two dequantised outputs, the second mirrored back, are averaged. Not from
 	// model.json: the caller chooses it (it doubles the invocations). Off by default.
@@ -31,6 +35,16 @@ type Plan struct {
 
 // Channels is the number of input channels the plan feeds a model: 2*Context+1.
 func (p Plan) Channels() int { return 2*p.Context + 1 }
+
+// ContextStep is the number of slices between a 2.5D tile's channels for slices sliceMM apart
+// (docs/contracts.md): 1 when ContextMM is 0; else the whole number nearest ContextMM/sliceMM, a
+// tie (within a thousandth of a slice) going to the smaller, and at least 1.
+func (p Plan) ContextStep(sliceMM float64) int {
+	if !(p.ContextMM > 0) || !(sliceMM > 0) {
+		return 1
+	}
+	return max(1, int(math.Ceil(p.ContextMM/sliceMM-0.5-1e-3)))
+}
 
 // Validate checks a plan from a bundle before anything runs with it.
 func (p Plan) Validate() error {
@@ -45,6 +59,8 @@ func (p Plan) Validate() error {
 		return fmt.Errorf("accel: roi_gate %v not in [0, 1]", p.RoiGate)
 	case p.Context < 0 || p.Context > MaxContextSlices:
 		return fmt.Errorf("accel: %d context slices, at most %d", p.Context, MaxContextSlices)
+	case !(p.ContextMM >= 0 && p.ContextMM <= MaxContextMM):
+		return fmt.Errorf("accel: context %v mm not in [0, %v]", p.ContextMM, MaxContextMM)
 	}
 	var sum float64
 	for i, s := range p.ScalesMM {
@@ -61,6 +77,9 @@ func (p Plan) Validate() error {
 
 // MaxContextSlices bounds input.context_slices (on each side).
 const MaxContextSlices = 8
+
+// MaxContextMM bounds input.context_mm.
+const MaxContextMM = 20.0
 
 // Stride is the distance between tile starts.
 func (p Plan) Stride() int { return max(1, int(math.Round(float64(p.Size)*(1-p.Overlap)))) }

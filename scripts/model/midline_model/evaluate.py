@@ -171,22 +171,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--val-count", type=int, default=4)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
-    fns, context = {}, 0
+    fns, context, context_mm = {}, 0, 0.0
     if args.keras:
         from midline_model import model as M
-        cfg = json.loads((args.keras / "train.json").read_text())["config"]
+        info = json.loads((args.keras / "train.json").read_text())
+        cfg = info["config"]
         g = M.generator(M.GeneratorConfig(**{**cfg, "widths": tuple(cfg["widths"])}))
         g.load_weights(str(args.keras / "generator.weights.h5"))
         fns["float"] = infer.keras_tiles(g)
-        context = (cfg["channels"] - 1) // 2
+        context, context_mm = (cfg["channels"] - 1) // 2, info.get("context_mm", 0.0)
     if args.tflite:
         fns["int8"] = infer.tflite_tiles(args.tflite)
         meta = args.tflite.parent / "model.json"
         if meta.exists():
-            context = json.loads(meta.read_text())["input"]["context_slices"]
+            inp = json.loads(meta.read_text())["input"]
+            context, context_mm = inp["context_slices"], inp.get("context_mm", 0.0)
     tau = tune_baseline(args.seq, range(args.val_first, args.val_first + args.val_count), args.cases)
     low, high = data.NORMALIZATION[args.seq]
-    res = evaluate(args.seq, fns, infer.Plan(p_low=low, p_high=high, context=context), {"threshold": 0.5, "min_component_mm3": 50},
+    plan = infer.Plan(p_low=low, p_high=high, context=context, context_mm=context_mm)
+    res = evaluate(args.seq, fns, plan, {"threshold": 0.5, "min_component_mm3": 50},
                    range(args.first, args.first + args.count), args.cases, tau)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")

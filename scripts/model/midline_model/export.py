@@ -55,7 +55,7 @@ def selftest(model_path: Path, tile: np.ndarray) -> tuple[bytes, str]:
 
 
 def model_json(seq: str, version: str, evaluation: dict | None, checks: str, selftest_sha: str,
-               data_note: str, channels: int = 1) -> dict:
+               data_note: str, channels: int = 1, context_mm: float = 0.0) -> dict:
     name, color = ROI[seq]
     summ = (evaluation or {}).get("summary", {})
     test = {}
@@ -75,7 +75,8 @@ def model_json(seq: str, version: str, evaluation: dict | None, checks: str, sel
         "targets": {"cpu": {"file": "model.tflite",
                             "selftest": {"input": "selftest_in.bin", "output_sha256": selftest_sha}}},
         "checks": {"edgetpu": checks},
-        "input": {"size": 128, "channels": channels, "context_slices": (channels - 1) // 2},
+        "input": {"size": 128, "channels": channels, "context_slices": (channels - 1) // 2,
+                  **({"context_mm": context_mm} if channels > 1 and context_mm else {})},
         "scales_mm": [1.0, 2.0], "scale_weights": [0.7, 0.3],
         "tile_overlap": 0.5, "blend": "gaussian", "roi_gate": 0.05,
         "normalization": {"method": "percentile-zscore", "p_low": data.NORMALIZATION[seq][0],
@@ -101,7 +102,8 @@ def export(seq: str, train_dir: Path, tiles: Path, out: Path, version: str,
     ev = json.loads(evaluation.read_text()) if evaluation else None
     note = (f"phantom studies from midline_model.phantom: trained on {info['train_tiles']} tiles of "
             f"training seeds 1000+, tested on held-out seeds 3000+; no patient data")
-    meta = model_json(seq, version, ev, checks, st_sha, note, info["config"]["channels"])
+    meta = model_json(seq, version, ev, checks, st_sha, note, info["config"]["channels"],
+                      info.get("context_mm", 0.0))
     (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 

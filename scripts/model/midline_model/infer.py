@@ -15,6 +15,7 @@ coarse scale often misses, still get their fine tiles. With roi_gate = 0 every t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -49,6 +50,7 @@ class Plan:
     p_low: float = 0.5
     p_high: float = 99.5
     context: int = 0  # 2.5D: slices on each side given as extra channels (contracts.md)
+    context_mm: float = 0.0  # 2.5D: distance between channels in mm (0: adjacent slices)
 
     @classmethod
     def from_bundle(cls, meta: dict) -> "Plan":
@@ -56,7 +58,8 @@ class Plan:
         return cls(size=meta["input"]["size"], scales_mm=tuple(meta["scales_mm"]),
                    scale_weights=tuple(meta["scale_weights"]), tile_overlap=meta["tile_overlap"],
                    roi_gate=meta["roi_gate"], p_low=n["p_low"], p_high=n["p_high"],
-                   context=meta["input"].get("context_slices", 0))
+                   context=meta["input"].get("context_slices", 0),
+                   context_mm=meta["input"].get("context_mm", 0.0))
 
 
 @dataclass
@@ -110,7 +113,8 @@ def run_series(real: np.ndarray, spacing: tuple[float, float, float], tile_fn: T
             stride = max(1, round(plan.size * (1 - plan.tile_overlap)))
             g = data.resample_inplane(coarse, spacing, scale, order=1)
             gate = ndimage.maximum_filter(g, size=(2 * reach + 1, 2 * stride + 1, 2 * stride + 1))
-        ps, run, skipped = _run_scale(zs, fill, tile_fn, plan, weight, gate, batch)
+        ps, run, skipped = _run_scale(zs, fill, tile_fn, plan, weight, gate, batch,
+                                      context_step(slice_mm, plan.context_mm))
         stats.tiles_run += run
         stats.tiles_skipped += skipped
         stats.per_scale[scale] = {"run": run, "skipped": skipped}
@@ -120,7 +124,7 @@ def run_series(real: np.ndarray, spacing: tuple[float, float, float], tile_fn: T
     return fused / float(sum(plan.scale_weights)), stats
 
 
-def _run_scale(zs, fill, tile_fn, plan, weight, gate, batch):
+def _run_scale(zs, fill, tile_fn, plan, weight, gate, batch, step):
     size = plan.size
     acc = np.zeros(zs.shape, np.float32)
     wsum = np.zeros(zs.shape, np.float32)
@@ -139,7 +143,7 @@ def _run_scale(zs, fill, tile_fn, plan, weight, gate, batch):
                 jobs.append((k, top, left))
     for i in range(0, len(jobs), batch):
         chunk = jobs[i:i + batch]
-        tiles = np.stack([data.crop_tile(zs, k, context_slices(k, len(zs), plan.context) if plan.context else None,
+        tiles = np.stack([data.crop_tile(zs, k, context_slices(k, len(zs), plan.context, step) if plan.context else None,
                                          t, l, size, fill) for k, t, l in chunk])
         probs = tile_fn(tiles)
         for (k, top, left), p in zip(chunk, probs):
@@ -149,9 +153,19 @@ def _run_scale(zs, fill, tile_fn, plan, weight, gate, batch):
     return out, len(jobs), skipped
 
 
-def context_slices(k: int, n: int, c: int) -> np.ndarray:
-    """The slices a 2.5D tile of slice k holds, k - c to k + c, clamped to the series (0..n-1)."""
-    return np.clip(np.arange(k - c, k + c + 1), 0, n - 1)
+def context_slices(k: int, n: int, c: int, step: int = 1) -> np.ndarray:
+    """The slices a 2.5D tile of slice k holds, k + step * j for j = -c..c, clamped to the series
+    (0..n-1)."""
+    return np.clip(k + step * np.arange(-c, c + 1), 0, n - 1)
+
+
+def context_step(slice_mm: float, context_mm: float) -> int:
+    """Slices between a 2.5D tile's channels (contracts.md): 1 when the model counts its context in
+    slices (context_mm 0); else the whole number of slices nearest context_mm / slice_mm, a tie
+    (within a thousandth of a slice) going to the smaller, and at least 1."""
+    if context_mm <= 0:
+        return 1
+    return max(1, math.ceil(context_mm / slice_mm - 0.5 - 1e-3))
 
 
 def _accumulate(acc, wsum, pw, w, top, left):

@@ -4,9 +4,10 @@
         [--steps N] [--train-count 33] [--val-count 4] [--ablation]
 
 The recipe is the shipped models': tiles of training studies 1000-1032 and validation studies
-2000-2003, then per sequence STEPS[seq] steps of batch 16 (T2 2400, FLAIR 1000, T1C 800;
---steps sets one count for all) keeping the moving average of the generator's weights with the
-best validation tile Dice (checked every 100 steps), and the ablation at the T2 model's budget.
+2000-2003 (T2's 2.5D, CONTEXT), then per sequence STEPS[seq] steps of batch 16 (T2 2400, FLAIR
+1000, T1C 800; --steps sets one count for all) keeping the moving average of the generator's
+weights with the best validation tile Dice (checked every 100 steps), and the ablation at the T2
+model's budget, on the T2 model's tiles.
 
 Every step writes its output under --work and is skipped when that output exists, so an
 interrupted run resumes where it stopped (training itself resumes from its checkpoint). Seeds fix
@@ -24,10 +25,30 @@ from pathlib import Path
 from midline_model import evaluate, export, infer, report, train, trainset
 
 
+# 2.5D context per sequence: (slices on each side, mm between a tile's channels). T2 sees the
+# anatomy 5 mm above and below (its training stacks are 3-6 mm apart): a necrotic core that looks
+# like CSF within one slice is told apart by its neighbours (RESULTS.md). The others are 2D.
+CONTEXT = {"T2": (1, 5.0)}
+
+
+def tiles(work: Path, seq: str, split: str) -> Path:
+    """The tile file a sequence trains ("train") or validates ("val") on."""
+    c = CONTEXT.get(seq)
+    return work / (f"{split}-c{c[0]}-{c[1]:g}mm.npz" if c else f"{split}.npz")
+
+
+def _build_tiles(work: Path, seq: str, train_count: int, val_count: int) -> None:
+    c, mm = CONTEXT.get(seq, (0, 0.0))
+    for split, first, count in (("val", 2000, val_count), ("train", 1000, train_count)):
+        if not tiles(work, seq, split).exists():
+            trainset.build(range(first, first + count), tiles(work, seq, split), cache=work / "tiles",
+                           context=c, context_mm=mm)
+
+
 def _train(seq: str, work: Path, steps: int, extra: list[str], name: str) -> Path:
     out = work / name
     if not (out / "train.json").exists():
-        train.main(["--seq", seq, "--train", str(work / "train.npz"), "--val", str(work / "val.npz"),
+        train.main(["--seq", seq, "--train", str(tiles(work, seq, "train")), "--val", str(tiles(work, seq, "val")),
                     "--out", str(out), "--steps", str(steps), "--resume", *extra])
     return out
 
@@ -52,11 +73,11 @@ def ship(seq: str, work: Path, models: Path, steps: int, test_count: int, versio
     run = _train(seq, work, steps, [], f"dmg-{seq.lower()}")
     staging = run / "bundle"
     if not (staging / "model.tflite").exists():
-        export.export(seq, run, work / "train.npz", staging, version, None)
+        export.export(seq, run, tiles(work, seq, "train"), staging, version, None)
     ev = _evaluate(seq, run, staging / "model.tflite", work, test_count)
     dest = models / f"dmg-{seq.lower()}"
     _check_version(dest, version)
-    meta = export.export(seq, run, work / "train.npz", dest, version, ev)
+    meta = export.export(seq, run, tiles(work, seq, "train"), dest, version, ev)
     (dest / "MODEL_CARD.md").write_text(report.model_card(meta, json.loads(ev.read_text()),
                                                           json.loads((run / "train.json").read_text())))
     return meta
@@ -133,13 +154,13 @@ def main(argv: list[str] | None = None) -> None:
     _check_recipe(work, {"train_seeds": [1000, 1000 + args.train_count],
                          "val_seeds": [2000, 2000 + args.val_count],
                          "steps": {s: args.steps or STEPS[s] for s in STEPS},
-                         "kept": _kept()})
-    if not (work / "val.npz").exists():
-        trainset.build(range(2000, 2000 + args.val_count), work / "val.npz")
-    if not (work / "train.npz").exists():
-        trainset.build(range(1000, 1000 + args.train_count), work / "train.npz")
+                         "kept": _kept(),
+                         "context": {s: {"slices": c, "mm": mm} for s, (c, mm) in CONTEXT.items()}})
+    seqs = args.seq or ["T2", "FLAIR", "T1C"]
+    for seq in seqs + (["T2"] if args.ablation else []):
+        _build_tiles(work, seq, args.train_count, args.val_count)
     shipped = {}
-    for seq in args.seq or ["T2", "FLAIR", "T1C"]:
+    for seq in seqs:
         shipped[seq] = ship(seq, work, args.models, args.steps or STEPS[seq], args.test_count, args.version)
     rows = ablation(work, args.steps or STEPS["T2"], args.test_count) if args.ablation else []
     args.results.write_text(report.results(args.models, rows))

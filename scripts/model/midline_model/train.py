@@ -40,6 +40,12 @@ def load_tiles(path: Path, seq: str) -> tuple[np.ndarray, np.ndarray]:
         return (x if x.ndim == 4 else x[..., None]), z[f"{seq}_mask"].astype(np.float32)[..., None]
 
 
+def context_mm(path: Path) -> float:
+    """The distance between a 2.5D tile file's channels in mm (0: adjacent slices, or 2D tiles)."""
+    with np.load(path) as z:
+        return float(z["context_mm"]) if "context_mm" in z else 0.0
+
+
 def studies(path: Path, seq: str) -> list[int]:
     """The phantom seeds (or case numbers) a tile file was made from."""
     with np.load(path) as z:
@@ -128,6 +134,9 @@ def train(args) -> dict:
     x, y = load_tiles(args.train, args.seq)
     vx, vy = load_tiles(args.val, args.seq)
     cfg = replace(cfg, channels=x.shape[-1])  # 2.5D tiles carry their context slices as channels
+    if vx.shape[-1] != x.shape[-1] or context_mm(args.val) != context_mm(args.train):
+        raise SystemExit(f"train: {args.val} has other channels than {args.train} "
+                         f"({vx.shape[-1]} at {context_mm(args.val)} mm, {x.shape[-1]} at {context_mm(args.train)} mm)")
     ds = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=args.seed)
           .repeat().map(augment).batch(args.batch, drop_remainder=True).prefetch(2))
     tr = Trainer(cfg, not args.no_adversarial, args.adv_weight, args.steps, args.ema)
@@ -167,7 +176,8 @@ def train(args) -> dict:
     if best[1] == 0:  # no validation ran (a resumed run that was already complete)
         tr.ema.save_weights(str(out / "best.weights.h5"))
     shutil.copyfile(out / "best.weights.h5", out / "generator.weights.h5")  # kept: a longer run resumes
-    summary = {"sequence": args.seq, "config": cfg.to_dict(), "adversarial": not args.no_adversarial,
+    summary = {"sequence": args.seq, "config": cfg.to_dict(), "context_mm": context_mm(args.train),
+               "adversarial": not args.no_adversarial,
                "adv_weight": args.adv_weight, "ema": args.ema, "val_every": args.val_every, "steps": args.steps, "batch": args.batch,
                "seed": args.seed, "params": int(tr.g.count_params()),
                "train_tiles": int(len(x)), "val_tiles": int(len(vx)),

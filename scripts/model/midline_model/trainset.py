@@ -28,10 +28,11 @@ VAL_SEEDS = range(2000, 2100)
 TEST_SEEDS = range(3000, 4000)
 
 
-def _keep_factory(rng: np.random.Generator, negatives: int, context: int = 0):
+def _keep_factory(rng: np.random.Generator, negatives: int, context: int = 0, context_mm: float = 0.0):
     """The slices a training study acquires: those near the tumour and `negatives` others, and
-    for 2.5D tiles (context c) their neighbours within c slices. keep.channels gets, per series
-    acquired, the (slice, channel slices) pairs to cut tiles from, indexed in the kept slices."""
+    for 2.5D tiles (context c, channels context_mm apart) the slices their channels hold.
+    keep.channels gets, per series acquired, the (slice, channel slices) pairs to cut tiles from,
+    indexed in the kept slices."""
     def keep(positions: np.ndarray, normal: np.ndarray, t: phantom.TumourParams) -> np.ndarray:
         r = (3 * t.volume_cm3 * 1000 / (4 * np.pi)) ** (1 / 3)
         d = np.abs((positions - np.asarray(t.centre_lps)) @ normal)
@@ -45,13 +46,18 @@ def _keep_factory(rng: np.random.Generator, negatives: int, context: int = 0):
         if not context:
             keep.channels.append(None)
             return centres
-        chans = [infer.context_slices(k, len(positions), context) for k in centres]
+        step = infer.context_step(_slice_mm(positions), context_mm)
+        chans = [infer.context_slices(k, len(positions), context, step) for k in centres]
         kept = np.unique(np.concatenate(chans))
         keep.channels.append([(int(np.searchsorted(kept, k)), np.searchsorted(kept, ch))
                               for k, ch in zip(centres, chans)])
         return kept
     keep.channels = []
     return keep
+
+
+def _slice_mm(positions: np.ndarray) -> float:
+    return float(np.linalg.norm(positions[1] - positions[0])) if len(positions) > 1 else 1.0
 
 
 def at_scale(real: np.ndarray, gtv: np.ndarray, spacing: tuple[float, float],
@@ -66,12 +72,14 @@ def at_scale(real: np.ndarray, gtv: np.ndarray, spacing: tuple[float, float],
 def series_tiles(real: np.ndarray, gtv: np.ndarray, spacing: tuple[float, float],
                  rng: np.random.Generator, scales=(1.0, 2.0), size: int = 128,
                  tiles_per_slice: int = 2, percentiles=(0.5, 99.5), context: int = 0,
-                 channels=None) -> tuple[np.ndarray, np.ndarray]:
+                 channels=None, context_mm: float = 0.0, slice_mm: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Training tiles of one series (real values, GTV, in-plane spacing): (images, masks), images
     (N, size, size), or (N, size, size, 2c+1) for 2.5D context c. channels: the (slice, channel
-    slices) pairs to cut (default: every slice, its neighbours clamped to the series)."""
+    slices) pairs to cut (default: every slice, its channels context_mm apart for slices
+    slice_mm apart, clamped to the series)."""
     if context and channels is None:
-        channels = [(k, infer.context_slices(k, len(real), context)) for k in range(len(real))]
+        step = infer.context_step(slice_mm, context_mm)
+        channels = [(k, infer.context_slices(k, len(real), context, step)) for k in range(len(real))]
     imgs, masks = [], []
     for scale in scales:
         img, mask, fill = at_scale(real, gtv, spacing, scale, percentiles)
@@ -82,22 +90,24 @@ def series_tiles(real: np.ndarray, gtv: np.ndarray, spacing: tuple[float, float]
     return np.asarray(imgs, np.float16), np.asarray(masks, np.uint8)
 
 
-def study_tiles(seed: int, negatives: int = 3, small: bool = False,
-                context: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def study_tiles(seed: int, negatives: int = 3, small: bool = False, context: int = 0,
+                context_mm: float = 0.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per sequence: (images, masks), each (N, 128, 128) (2.5D: images (N, 128, 128, 2c+1)),
     float16 and uint8. `small` uses the downsized phantom (tests)."""
     rng = np.random.default_rng([seed, 0x545249])  # "TRI": tile sampling, apart from the phantom
-    keep = None if small else _keep_factory(rng, negatives, context)
+    keep = None if small else _keep_factory(rng, negatives, context, context_mm)
     study = phantom.generate(seed, small=small, keep=keep, axial_only=True)
     out = {}
     for i, (seq, s) in enumerate(study.series.items()):
         out[seq] = series_tiles(s.real(), s.gtv, tuple(s.spec.pixel_spacing), rng,
                                 percentiles=data.NORMALIZATION[seq], context=context,
-                                channels=keep.channels[i] if keep else None)
+                                channels=keep.channels[i] if keep else None, context_mm=context_mm,
+                                slice_mm=s.spec.slice_spacing)
     return out
 
 
-def brats_tiles(root: Path, seed: int = 0, context: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def brats_tiles(root: Path, seed: int = 0, context: int = 0,
+                context_mm: float = 0.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Tiles from a hospital's BraTS-style folder (see loaders.py), every sequence present."""
     from midline_model import loaders
 
@@ -105,7 +115,7 @@ def brats_tiles(root: Path, seed: int = 0, context: int = 0) -> dict[str, tuple[
     out = {}
     for seq in phantom.SEQUENCES:
         parts = [series_tiles(c.real, c.gtv, c.spacing[1:], rng, percentiles=data.NORMALIZATION[seq],
-                              context=context)
+                              context=context, context_mm=context_mm, slice_mm=c.spacing[0])
                  for c in loaders.brats_cases(root, seq)]
         out[seq] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
     return out
@@ -131,17 +141,19 @@ def _crops(mask: np.ndarray, shape, size: int, n: int, rng: np.random.Generator)
     return out
 
 
-def seed_tiles(seed: int, cache: Path | None, small: bool = False, context: int = 0) -> dict:
+def seed_tiles(seed: int, cache: Path | None, small: bool = False, context: int = 0,
+               context_mm: float = 0.0) -> dict:
     """One study's tiles, from the per-seed cache when present (an interrupted build resumes). A
     cached file made with other normalisation percentiles than data.NORMALIZATION is made anew."""
-    name = f"seed{seed}{'-small' if small else ''}{f'-c{context}' if context else ''}.npz"
+    name = (f"seed{seed}{'-small' if small else ''}{f'-c{context}' if context else ''}"
+            f"{f'-{context_mm:g}mm' if context and context_mm else ''}.npz")
     path = cache / name if cache else None
     if path is not None and path.exists():
         with np.load(path) as z:
             if all(f"{seq}_norm" in z and tuple(z[f"{seq}_norm"]) == data.NORMALIZATION[seq]
                    for seq in phantom.SEQUENCES):
                 return {seq: (z[f"{seq}_image"], z[f"{seq}_mask"]) for seq in phantom.SEQUENCES}
-    tiles = study_tiles(seed, small=small, context=context)
+    tiles = study_tiles(seed, small=small, context=context, context_mm=context_mm)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
@@ -152,14 +164,16 @@ def seed_tiles(seed: int, cache: Path | None, small: bool = False, context: int 
     return tiles
 
 
-def build(seeds, out: Path, small: bool = False, cache: Path | None = None, context: int = 0) -> None:
+def build(seeds, out: Path, small: bool = False, cache: Path | None = None, context: int = 0,
+          context_mm: float = 0.0) -> None:
     """All seeds' tiles in one file; per-seed results are cached in `cache` (default: a
-    `tiles/` folder beside `out`). context c > 0 makes 2.5D tiles (2c+1 slices as channels)."""
+    `tiles/` folder beside `out`). context c > 0 makes 2.5D tiles (2c+1 slices as channels,
+    context_mm apart, or adjacent slices for 0); the file records context_mm for training."""
     cache = cache or out.parent / "tiles"
     per_seq: dict[str, list] = {s: [[], [], []] for s in phantom.SEQUENCES}
     t0 = time.time()
     for i, seed in enumerate(seeds):
-        for seq, (imgs, masks) in seed_tiles(seed, cache, small, context).items():
+        for seq, (imgs, masks) in seed_tiles(seed, cache, small, context, context_mm).items():
             per_seq[seq][0].append(imgs)
             per_seq[seq][1].append(masks)
             per_seq[seq][2].append(np.full(len(imgs), seed, np.int32))
@@ -170,7 +184,7 @@ def build(seeds, out: Path, small: bool = False, cache: Path | None = None, cont
         arrays[f"{seq}_mask"] = np.concatenate(masks)
         arrays[f"{seq}_seed"] = np.concatenate(sub)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **arrays)
+    np.savez(out, **arrays, context_mm=np.float64(context_mm if context else 0.0))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -182,15 +196,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--context", type=int, default=0,
                    help="2.5D: slices on each side of a tile's slice given as extra channels")
+    p.add_argument("--context-mm", type=float, default=0.0,
+                   help="2.5D: distance in mm between a tile's channels (0: adjacent slices)")
     args = p.parse_args(argv)
     if args.brats:
-        tiles = brats_tiles(args.brats, context=args.context)
+        tiles = brats_tiles(args.brats, context=args.context, context_mm=args.context_mm)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.out, **{f"{k}_{n}": v for k, (img, m) in tiles.items()
                               for n, v in (("image", img), ("mask", m))},
-                 **{f"{k}_seed": np.zeros(len(img), np.int32) for k, (img, _) in tiles.items()})
+                 **{f"{k}_seed": np.zeros(len(img), np.int32) for k, (img, _) in tiles.items()},
+                 context_mm=np.float64(args.context_mm if args.context else 0.0))
     elif args.first is not None and args.count:
-        build(range(args.first, args.first + args.count), args.out, context=args.context)
+        build(range(args.first, args.first + args.count), args.out, context=args.context,
+              context_mm=args.context_mm)
     else:
         p.error("give --first and --count (phantoms) or --brats DIR")
 

@@ -12,6 +12,18 @@ def test_context_slices_clamp_to_the_series():
     assert infer.context_slices(0, 5, 1).tolist() == [0, 0, 1]
     assert infer.context_slices(2, 5, 2).tolist() == [0, 1, 2, 3, 4]
     assert infer.context_slices(4, 5, 1).tolist() == [3, 4, 4]
+    assert infer.context_slices(4, 9, 1, 3).tolist() == [1, 4, 7]
+    assert infer.context_slices(1, 9, 2, 3).tolist() == [0, 0, 1, 4, 7]
+
+
+def test_context_step_is_the_nearest_whole_number_of_slices():
+    # (slice spacing, context_mm) -> slices between channels; the 3 to 6 mm stacks of training
+    # and the thin series of the firmware both land within half a slice of context_mm.
+    cases = {(5.0, 5.0): 1, (4.999999, 5.0): 1, (5.000002, 5.0): 1, (3.0, 5.0): 2, (4.0, 5.0): 1,
+             (6.0, 5.0): 1, (1.5, 5.0): 3, (1.0, 5.0): 5, (0.5, 5.0): 10, (12.0, 5.0): 1,
+             (2.0, 5.0): 2, (1.9999999, 5.0): 2, (2.0000001, 5.0): 2, (3.0, 0.0): 1}
+    for (slice_mm, context_mm), want in cases.items():
+        assert infer.context_step(slice_mm, context_mm) == want, (slice_mm, context_mm)
 
 
 def test_a_context_channel_is_the_neighbouring_slice():
@@ -28,11 +40,16 @@ def test_a_context_channel_is_the_neighbouring_slice():
     want, _ = infer.run_series(shifted, (5.0, 0.9, 0.9), same, infer.Plan(roi_gate=0.0))
     np.testing.assert_array_equal(got, want)
     assert stats.tiles_run > 0
+    # At 1.5 mm slices, channels 5 mm apart are three slices apart.
+    shifted = real[[max(k - 3, 0) for k in range(6)]]
+    got, _ = infer.run_series(real, (1.5, 0.9, 0.9), first, infer.Plan(roi_gate=0.0, context=1, context_mm=5.0))
+    want, _ = infer.run_series(shifted, (1.5, 0.9, 0.9), same, infer.Plan(roi_gate=0.0))
+    np.testing.assert_array_equal(got, want)
 
 
 def test_context_tiles_train_export_and_evaluate(tmp_path):
     tiles = tmp_path / "train.npz"
-    trainset.build([4], tiles, small=True, context=1)
+    trainset.build([4], tiles, small=True, context=1, context_mm=5.0)
     x, y = train.load_tiles(tiles, "T2")
     assert x.shape[1:] == (128, 128, 3) and y.shape[1:] == (128, 128, 1)
     # The middle channel is the tile's own slice: the one-channel build cuts the same tiles.
@@ -42,14 +59,15 @@ def test_context_tiles_train_export_and_evaluate(tmp_path):
     out = tmp_path / "run"
     train.main(["--seq", "T2", "--train", str(tiles), "--val", str(tiles), "--out", str(out),
                 "--steps", "2", "--batch", "4", "--widths", "8,16", "--log-every", "1", "--val-every", "2"])
-    assert json.loads((out / "train.json").read_text())["config"]["channels"] == 3
+    info = json.loads((out / "train.json").read_text())
+    assert info["config"]["channels"] == 3 and info["context_mm"] == 5.0
     bundle = tmp_path / "bundle"
     meta = export.export("T2", out, tiles, bundle, "0.0.1", None)
-    assert meta["input"] == {"size": 128, "channels": 3, "context_slices": 1}
+    assert meta["input"] == {"size": 128, "channels": 3, "context_slices": 1, "context_mm": 5.0}
     assert opcheck.violations(bundle / "model.tflite") == []
     assert (bundle / "selftest_in.bin").stat().st_size == 128 * 128 * 3
     plan = infer.Plan.from_bundle(meta)
-    assert plan.context == 1
+    assert plan.context == 1 and plan.context_mm == 5.0
     res = evaluate.evaluate("T2", {"int8": infer.tflite_tiles(bundle / "model.tflite")}, plan,
                             {"threshold": 0.5, "min_component_mm3": 50}, [4], tmp_path / "cases", tau=1.0)
     assert 0.0 <= res["per_subject"][0]["int8"]["dice"] <= 1.0
