@@ -31,7 +31,7 @@ func readF32(t *testing.T, path string, n int) []float32 {
 // TestRunnerMatchesThePythonReference runs models over phantom slices with the Go runner and
 // preproc's resamplers, and compares with scripts/model's infer.run_series on the same slices
 // (goldens from `python -m midline_model.runner_golden`: the fixture model single- and
-// multi-scale, and the shipped T2 model with its own plan): same tiles, same gate, same
+// multi-scale, and the 2.5D fixture with channels three slices apart): same tiles, same gate, same
 // blending, same quantisation, the same resampling both ways.
 func TestRunnerMatchesThePythonReference(t *testing.T) {
 	dirs, err := filepath.Glob(filepath.Join("testdata", "runner_golden", "*", "meta.json"))
@@ -60,6 +60,8 @@ func checkRunnerGolden(t *testing.T, dir string) {
 		ScaleWeights             []float64 `json:"scale_weights"`
 		TileOverlap              float64   `json:"tile_overlap"`
 		RoiGate                  float64   `json:"roi_gate"`
+		Context                  int
+		ContextMM                float64 `json:"context_mm"`
 	}
 	if err := json.Unmarshal(raw, &meta); err != nil {
 		t.Fatal(err)
@@ -72,15 +74,20 @@ func checkRunnerGolden(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	r, err := NewRunner(m, Plan{Size: meta.Size, ScalesMM: meta.ScalesMM, ScaleWeights: meta.ScaleWeights,
-		Overlap: meta.TileOverlap, RoiGate: meta.RoiGate}, &preproc.Resamplers{})
+	plan := Plan{Size: meta.Size, ScalesMM: meta.ScalesMM, ScaleWeights: meta.ScaleWeights,
+		Overlap: meta.TileOverlap, RoiGate: meta.RoiGate, Context: meta.Context, ContextMM: meta.ContextMM}
+	r, err := NewRunner(m, plan, &preproc.Resamplers{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The slices come through SegmentVolume's pool, context slices included.
+	stack := newStack(plan.Context, plan.ContextStep(meta.SliceMM), meta.Rows, meta.Cols, meta.Slices,
+		func(dst []float32, k int) { copy(dst, z[k*n:(k+1)*n]) })
 	worst := 0.0
 	st, err := r.segmentSeries(context.Background(), meta.Slices, meta.SliceMM, func(k int) Slice {
-		return Slice{Image: Image{Rows: meta.Rows, Cols: meta.Cols, Pix: z[k*n : (k+1)*n]},
-			Spacing: meta.Spacing, Fill: meta.Fill}
+		s := stack.at(k)
+		s.Spacing, s.Fill = meta.Spacing, meta.Fill
+		return s
 	}, func(k int, got Image) {
 		for i, v := range got.Pix {
 			worst = max(worst, math.Abs(float64(v-want[k*n+i])))

@@ -6,6 +6,7 @@ MUL, nearest-neighbour upsampling, ADD skips, spatial attention), with int8 inpu
 that the Go binding is checked against TensorFlow's own interpreter on every one of them.
 
     python -m midline_model.fixture model  --out accel/testdata/fixture.tflite
+    python -m midline_model.fixture model  --channels 3 --out accel/testdata/fixture_c3.tflite
     python -m midline_model.fixture golden --model accel/testdata/fixture.tflite --out accel/testdata/fixture_golden
 
 `model` trains nothing: weights are seeded random. `golden` writes fixed inputs made from a seed
@@ -38,13 +39,13 @@ def resize_nearest_2x(x: tf.Tensor) -> tf.Tensor:
                                                       half_pixel_centers=False)
 
 
-def build(seed: int = SEED) -> tf.keras.Model:
-    """The fixture network, with seeded random weights."""
+def build(seed: int = SEED, channels: int = 1) -> tf.keras.Model:
+    """The fixture network, with seeded random weights; channels > 1 makes a 2.5D fixture."""
     # Layer names, and so the converted model's bytes, count the layers this process made before.
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(seed)
     L = tf.keras.layers
-    x = L.Input((SIZE, SIZE, 1), batch_size=1, name="image")
+    x = L.Input((SIZE, SIZE, channels), batch_size=1, name="image")
     a = L.Conv2D(8, 3, padding="same", activation="relu")(x)
     b = L.Conv2D(8, 3, padding="same", dilation_rate=2, activation="relu")(x)
     c = L.Concatenate()([a, b])
@@ -65,22 +66,23 @@ def build(seed: int = SEED) -> tf.keras.Model:
     return tf.keras.Model(x, out, name="fixture")
 
 
-def images(seed: int, n: int) -> np.ndarray:
-    """n float images in [0, 1) with structure (blobs on a ramp) and noise."""
+def images(seed: int, n: int, channels: int = 1) -> np.ndarray:
+    """n float images in [0, 1) with structure (blobs on a ramp) and noise, in each channel."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
-    out = np.empty((n, SIZE, SIZE, 1), np.float32)
+    out = np.empty((n, SIZE, SIZE, channels), np.float32)
     for i in range(n):
-        cy, cx, r = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.05, 0.3)
-        blob = ((yy - cy) ** 2 + (xx - cx) ** 2 < r * r).astype(np.float32)
-        img = 0.3 * xx + 0.5 * blob + rng.normal(0, 0.05, (SIZE, SIZE))
-        out[i, :, :, 0] = np.clip(img, 0, 1)
+        for c in range(channels):
+            cy, cx, r = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.05, 0.3)
+            blob = ((yy - cy) ** 2 + (xx - cx) ** 2 < r * r).astype(np.float32)
+            img = 0.3 * xx + 0.5 * blob + rng.normal(0, 0.05, (SIZE, SIZE))
+            out[i, :, :, c] = np.clip(img, 0, 1)
     return out
 
 
 def convert(model: tf.keras.Model, seed: int = SEED) -> bytes:
     """Full-integer post-training quantization with int8 input and output."""
-    return tflite.convert_int8(model, images(seed + 1, 64))
+    return tflite.convert_int8(model, images(seed + 1, 64, model.input_shape[-1]))
 
 
 def golden_inputs(model: bytes, seed: int = SEED) -> dict[str, np.ndarray]:
@@ -139,13 +141,14 @@ def main(argv: list[str] | None = None) -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("model", help="build and convert the fixture model")
     m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--channels", type=int, default=1, help="input channels (3: a 2.5D fixture)")
     g = sub.add_parser("golden", help="write golden inputs and outputs for a fixture model")
     g.add_argument("--model", type=Path, required=True)
     g.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     if args.cmd == "model":
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_bytes(convert(build()))
+        args.out.write_bytes(convert(build(channels=args.channels)))
     else:
         write_golden(args.model, args.out)
 

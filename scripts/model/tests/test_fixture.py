@@ -12,10 +12,12 @@ EDGETPU_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "CONCATENATION", "ADD", "SUB", "M
                "RESIZE_NEAREST_NEIGHBOR", "PAD", "RESHAPE", "QUANTIZE"}
 
 
-def test_model_command_reproduces_the_committed_model(fixture_model, tmp_path):
+@pytest.mark.parametrize("channels", [1, 3])
+def test_model_command_reproduces_the_committed_model(fixture_model, tmp_path, channels):
+    committed = fixture_model if channels == 1 else fixture_model.with_name(f"fixture_c{channels}.tflite")
     out = tmp_path / "fixture.tflite"
-    fixture.main(["model", "--out", str(out)])
-    assert out.read_bytes() == fixture_model.read_bytes(), (
+    fixture.main(["model", "--out", str(out), "--channels", str(channels)])
+    assert out.read_bytes() == committed.read_bytes(), (
         "the fixture command no longer makes the committed model; regenerate it and its goldens "
         "(accel/testdata/README.md)")
 
