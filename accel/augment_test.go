@@ -121,7 +121,7 @@ func axialVolume(rows, cols, n int, seed uint64) *preproc.Volume {
 	return v
 }
 
-// With context slices, channel j of the model's input is slice k+(j-c)*step, clamped at the
+// With context slices, channel j of the model's input is slice k+(j-c)*step, mirrored at the
 // ends, step being the slices nearest input.context_mm (1 mm slices here): a model that answers
 // with channel j gives, on slice k, what a 1-channel pass-through model gives on that slice.
 func TestContextSlicesReachTheModelInOrderClampedAtTheEnds(t *testing.T) {
@@ -170,13 +170,23 @@ func TestContextSlicesReachTheModelInOrderClampedAtTheEnds(t *testing.T) {
 		for j := range 2*c + 1 {
 			got := run(&channelModel{pointModel: pointModel{size: 32}, channels: 2*c + 1, pick: j}, ctxPlan)
 			for k := range n {
-				src := min(max(k+(j-c)*tc.step, 0), n-1)
+				src := ContextSlice(k+(j-c)*tc.step, n)
 				for i := range plane {
 					if got.Q[k*plane+i] != pass.Q[src*plane+i] {
 						t.Fatalf("%v mm: channel %d of slice %d: voxel %d is %d, slice %d's is %d", tc.mm, j, k, i, got.Q[k*plane+i], src, pass.Q[src*plane+i])
 					}
 				}
 			}
+		}
+	}
+}
+
+// The firmware and the toolchain (scripts/model/tests/test_context.py) mirror alike.
+func TestContextSliceMirrorsAtTheEnds(t *testing.T) {
+	for _, tc := range []struct{ j, n, want int }{
+		{-1, 5, 1}, {0, 5, 0}, {4, 5, 4}, {5, 5, 3}, {-2, 9, 2}, {10, 9, 6}, {-3, 2, 0}, {3, 2, 0}, {-1, 1, 0}, {1, 1, 0}} {
+		if got := ContextSlice(tc.j, tc.n); got != tc.want {
+			t.Errorf("index %d of %d slices: slice %d, want %d", tc.j, tc.n, got, tc.want)
 		}
 	}
 }
@@ -212,7 +222,7 @@ func TestContextStackMakesEachSliceOncePerPass(t *testing.T) {
 			for k := range tc.n {
 				s := st.at(k)
 				for j, img := range s.Context {
-					want := float32(min(max(k+(j-tc.context)*tc.step, 0), tc.n-1))
+					want := float32(ContextSlice(k+(j-tc.context)*tc.step, tc.n))
 					if img.Pix[0] != want || img.Pix[len(img.Pix)-1] != want {
 						t.Fatalf("%+v: channel %d of slice %d holds slice %v", tc, j, k, img.Pix[0])
 					}

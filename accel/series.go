@@ -151,11 +151,11 @@ func newStack(context, step, rows, cols, n int, mk func(dst []float32, k int)) *
 }
 
 // at is slice k (and, for a context model, slices k + step*j for j = -context..context,
-// clamped to the series).
+// mirrored at the series' ends: ContextSlice).
 func (s *stack) at(k int) Slice {
 	s.calls++
 	img := func(j int) Image {
-		j = min(max(j, 0), s.n-1)
+		j = ContextSlice(j, s.n)
 		b := slices.Index(s.made, j)
 		if b < 0 {
 			// Refill the buffer, not used by this call, whose slice is needed last: the runner
@@ -180,6 +180,21 @@ func (s *stack) at(k int) Slice {
 		ctx = append(ctx, img(k+j*s.step))
 	}
 	return Slice{Image: ctx[s.context], Context: ctx}
+}
+
+// ContextSlice is the slice a 2.5D channel takes for index j of a series of n slices
+// (docs/contracts.md): j itself inside the series, mirrored about the end slice beyond it
+// (-1 is 1, n is n-2), clamped when the series is shorter than that reach. Mirroring, not
+// repeating the end slice: a model shown the same slice twice at a stack's end (a short axial
+// stack ending in the brain) answers with false positives there.
+func ContextSlice(j, n int) int {
+	if j < 0 {
+		j = -j
+	}
+	if j > n-1 {
+		j = 2*(n-1) - j
+	}
+	return min(max(j, 0), n-1)
 }
 
 // nextUse is how many calls after at(k) slice m is needed again as the series is walked upwards:

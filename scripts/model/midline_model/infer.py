@@ -154,9 +154,11 @@ def _run_scale(zs, fill, tile_fn, plan, weight, gate, batch, step):
 
 
 def context_slices(k: int, n: int, c: int, step: int = 1) -> np.ndarray:
-    """The slices a 2.5D tile of slice k holds, k + step * j for j = -c..c, clamped to the series
-    (0..n-1)."""
-    return np.clip(k + step * np.arange(-c, c + 1), 0, n - 1)
+    """The slices a 2.5D tile of slice k holds, k + step * j for j = -c..c, mirrored about the
+    series' end slices (-1 is 1, n is n - 2) and clamped where the series is shorter than that."""
+    j = np.abs(k + step * np.arange(-c, c + 1))
+    j = np.where(j > n - 1, 2 * (n - 1) - j, j)
+    return np.clip(j, 0, n - 1)
 
 
 def context_step(slice_mm: float, context_mm: float) -> int:

@@ -6,7 +6,7 @@ phantom's own 1.25 mm pixels (the resampling both ways as well).
     python -m midline_model.runner_golden --out ../../accel/testdata/runner_golden
 
 The context/ case runs the 2.5D fixture (three channels) over ten slices declared 1.5 mm apart
-with channels 5 mm apart, so each channel is three slices away and the end slices repeat.
+with channels 5 mm apart, so each channel is three slices away, mirrored at the ends.
 
 Writes, per case (single/, multi/, context/), z.f32 (the normalised slices, float32 little endian, slice-major), prob.f32 (the
 reference probability) and meta.json (shape, fill value, plan).

@@ -76,7 +76,7 @@ def series_tiles(real: np.ndarray, gtv: np.ndarray, spacing: tuple[float, float]
     """Training tiles of one series (real values, GTV, in-plane spacing): (images, masks), images
     (N, size, size), or (N, size, size, 2c+1) for 2.5D context c. channels: the (slice, channel
     slices) pairs to cut (default: every slice, its channels context_mm apart for slices
-    slice_mm apart, clamped to the series)."""
+    slice_mm apart, mirrored at the series' ends)."""
     if context and channels is None:
         step = infer.context_step(slice_mm, context_mm)
         channels = [(k, infer.context_slices(k, len(real), context, step)) for k in range(len(real))]
@@ -144,14 +144,15 @@ def _crops(mask: np.ndarray, shape, size: int, n: int, rng: np.random.Generator)
 def seed_tiles(seed: int, cache: Path | None, small: bool = False, context: int = 0,
                context_mm: float = 0.0) -> dict:
     """One study's tiles, from the per-seed cache when present (an interrupted build resumes). A
-    cached file made with other normalisation percentiles than data.NORMALIZATION is made anew."""
+    cached file made with other normalisation percentiles than data.NORMALIZATION, or 2.5D tiles
+    made before context slices were mirrored at the series' ends, is made anew."""
     name = (f"seed{seed}{'-small' if small else ''}{f'-c{context}' if context else ''}"
             f"{f'-{context_mm:g}mm' if context and context_mm else ''}.npz")
     path = cache / name if cache else None
     if path is not None and path.exists():
         with np.load(path) as z:
             if all(f"{seq}_norm" in z and tuple(z[f"{seq}_norm"]) == data.NORMALIZATION[seq]
-                   for seq in phantom.SEQUENCES):
+                   for seq in phantom.SEQUENCES) and (not context or "context_mirrored" in z):
                 return {seq: (z[f"{seq}_image"], z[f"{seq}_mask"]) for seq in phantom.SEQUENCES}
     tiles = study_tiles(seed, small=small, context=context, context_mm=context_mm)
     if path is not None:
@@ -159,7 +160,8 @@ def seed_tiles(seed: int, cache: Path | None, small: bool = False, context: int 
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **{f"{seq}_{n}": v for seq, (img, m) in tiles.items()
                          for n, v in (("image", img), ("mask", m))},
-                 **{f"{seq}_norm": np.asarray(data.NORMALIZATION[seq]) for seq in tiles})
+                 **{f"{seq}_norm": np.asarray(data.NORMALIZATION[seq]) for seq in tiles},
+                 **({"context_mirrored": np.asarray(True)} if context else {}))
         tmp.replace(path)
     return tiles
 

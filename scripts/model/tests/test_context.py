@@ -8,12 +8,16 @@ import numpy as np
 from midline_model import evaluate, export, infer, opcheck, train, trainset
 
 
-def test_context_slices_clamp_to_the_series():
-    assert infer.context_slices(0, 5, 1).tolist() == [0, 0, 1]
+def test_context_slices_mirror_at_the_series_ends():
+    assert infer.context_slices(0, 5, 1).tolist() == [1, 0, 1]
     assert infer.context_slices(2, 5, 2).tolist() == [0, 1, 2, 3, 4]
-    assert infer.context_slices(4, 5, 1).tolist() == [3, 4, 4]
+    assert infer.context_slices(4, 5, 1).tolist() == [3, 4, 3]
     assert infer.context_slices(4, 9, 1, 3).tolist() == [1, 4, 7]
-    assert infer.context_slices(1, 9, 2, 3).tolist() == [0, 0, 1, 4, 7]
+    assert infer.context_slices(1, 9, 2, 3).tolist() == [5, 2, 1, 4, 7]
+    assert infer.context_slices(7, 9, 1, 3).tolist() == [4, 7, 6]
+    # Shorter than the reach: mirrored, then clamped.
+    assert infer.context_slices(0, 2, 1, 3).tolist() == [0, 0, 0]
+    assert infer.context_slices(0, 1, 1).tolist() == [0, 0, 0]
 
 
 def test_context_step_is_the_nearest_whole_number_of_slices():
@@ -29,11 +33,12 @@ def test_context_step_is_the_nearest_whole_number_of_slices():
 def test_a_context_channel_is_the_neighbouring_slice():
     # Every slice a permutation of the same values: the normalisation does not change when
     # slices repeat, so a model that answers with its first channel (slice k - 1) must give
-    # exactly what the one-channel tiler gives on the series shifted down by one slice.
+    # exactly what the one-channel tiler gives on the series shifted down by one slice (slice 0
+    # taking slice 1, the mirror).
     rng = np.random.default_rng(3)
     values = rng.uniform(100, 1000, 90 * 70).astype(np.float32)
     real = np.stack([rng.permutation(values).reshape(90, 70) for _ in range(6)])
-    shifted = real[[max(k - 1, 0) for k in range(6)]]
+    shifted = real[[abs(k - 1) for k in range(6)]]
     first = lambda t: np.tanh(t[..., 0])
     same = lambda t: np.tanh(t)
     got, stats = infer.run_series(real, (5.0, 0.9, 0.9), first, infer.Plan(roi_gate=0.0, context=1))
@@ -41,7 +46,7 @@ def test_a_context_channel_is_the_neighbouring_slice():
     np.testing.assert_array_equal(got, want)
     assert stats.tiles_run > 0
     # At 1.5 mm slices, channels 5 mm apart are three slices apart.
-    shifted = real[[max(k - 3, 0) for k in range(6)]]
+    shifted = real[[abs(k - 3) for k in range(6)]]
     got, _ = infer.run_series(real, (1.5, 0.9, 0.9), first, infer.Plan(roi_gate=0.0, context=1, context_mm=5.0))
     want, _ = infer.run_series(shifted, (1.5, 0.9, 0.9), same, infer.Plan(roi_gate=0.0))
     np.testing.assert_array_equal(got, want)
