@@ -33,8 +33,7 @@ CONTEXT = {"T2": (1, 5.0)}
 
 def tiles(work: Path, seq: str, split: str) -> Path:
     """The tile file a sequence trains ("train") or validates ("val") on."""
-    c = CONTEXT.get(seq)
-    return work / (f"{split}-c{c[0]}-{c[1]:g}mm.npz" if c else f"{split}.npz")
+    return work / f"{split}{trainset.context_tag(*CONTEXT.get(seq, (0, 0.0)))}.npz"
 
 
 def _build_tiles(work: Path, seq: str, train_count: int, val_count: int) -> None:

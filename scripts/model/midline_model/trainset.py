@@ -141,13 +141,19 @@ def _crops(mask: np.ndarray, shape, size: int, n: int, rng: np.random.Generator)
     return out
 
 
+def context_tag(context: int, context_mm: float) -> str:
+    """What names 2.5D tile files apart from 2D ones and from each other: "-c1-5mm", "" for 2D."""
+    if not context:
+        return ""
+    return f"-c{context}" + (f"-{context_mm:g}mm" if context_mm else "")
+
+
 def seed_tiles(seed: int, cache: Path | None, small: bool = False, context: int = 0,
                context_mm: float = 0.0) -> dict:
     """One study's tiles, from the per-seed cache when present (an interrupted build resumes). A
     cached file made with other normalisation percentiles than data.NORMALIZATION, or 2.5D tiles
     made before context slices were mirrored at the series' ends, is made anew."""
-    name = (f"seed{seed}{'-small' if small else ''}{f'-c{context}' if context else ''}"
-            f"{f'-{context_mm:g}mm' if context and context_mm else ''}.npz")
+    name = f"seed{seed}{'-small' if small else ''}{context_tag(context, context_mm)}.npz"
     path = cache / name if cache else None
     if path is not None and path.exists():
         with np.load(path) as z:
