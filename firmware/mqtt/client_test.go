@@ -194,10 +194,15 @@ func TestRestartRedeliversPending(t *testing.T) {
 	ids := enqueue(t, h.c, 0, 8)
 	h.stop()
 
-	h2 := runClient(t, "tcp://"+b.addr(), dir)
-	if n, _ := h2.ob.Len(); n != 8 {
+	// Counted before the second client runs: once it does, it drains the outbox at once.
+	reopened, err := OpenOutbox(OutboxOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := reopened.Len(); n != 8 {
 		t.Fatalf("reopened outbox holds %d entries, want 8", n)
 	}
+	h2 := runClient(t, "tcp://"+b.addr(), dir)
 	more := enqueue(t, h2.c, 8, 2)
 	all := append(ids, more...)
 	waitUntil(t, "pending messages after the restart", allSeen(sub.received, all))
