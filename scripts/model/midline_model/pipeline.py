@@ -27,7 +27,8 @@ from midline_model import evaluate, export, infer, report, train, trainset
 
 # 2.5D context per sequence: (slices on each side, mm between a tile's channels). T2 sees the
 # anatomy 5 mm above and below (its training stacks are 3-6 mm apart): a necrotic core that looks
-# like CSF within one slice is told apart by its neighbours (RESULTS.md). The others are 2D.
+# like CSF within one slice is told apart by its neighbours (RESULTS.md). The others are 2D. A
+# share of its tiles is trained with alike neighbours (train --same-neighbours).
 CONTEXT = {"T2": (1, 5.0)}
 
 
@@ -115,9 +116,13 @@ def _check_version(dest: Path, version: str) -> None:
             raise SystemExit(f"pipeline: {dest} holds version {have}; ship with --version above it")
 
 
+def _train_defaults():
+    return train.parser().parse_args(["--seq", "T2", "--train", ".", "--val", ".", "--out", "."])
+
+
 def _kept() -> str:
     """The training's rule for the generator it keeps, from its own defaults (part of the recipe)."""
-    d = train.parser().parse_args(["--seq", "T2", "--train", ".", "--val", ".", "--out", "."])
+    d = _train_defaults()
     return (f"moving average of the weights (decay {d.ema}) with the best validation tile Dice,"
             f" checked every {d.val_every} steps")
 
@@ -154,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
                          "val_seeds": [2000, 2000 + args.val_count],
                          "steps": {s: args.steps or STEPS[s] for s in STEPS},
                          "kept": _kept(),
-                         "context": {s: {"slices": c, "mm": mm} for s, (c, mm) in CONTEXT.items()}})
+                         "context": {s: {"slices": c, "mm": mm, "same_neighbours": _train_defaults().same_neighbours}
+                                     for s, (c, mm) in CONTEXT.items()}})
     seqs = args.seq or ["T2", "FLAIR", "T1C"]
     for seq in seqs + (["T2"] if args.ablation else []):
         _build_tiles(work, seq, args.train_count, args.val_count)

@@ -65,12 +65,22 @@ def tile_dice(y: np.ndarray, p: np.ndarray) -> float:
     return float(2 * inter / (b.sum() + (y > 0.5).sum() + 1e-9))
 
 
-def augment(x, y):
-    flip = tf.random.uniform(()) < 0.5
-    x = tf.where(flip, tf.reverse(x, axis=[1]), x)  # left-right: both hemispheres host DMG
-    y = tf.where(flip, tf.reverse(y, axis=[1]), y)
-    x = x * tf.random.uniform((), 0.9, 1.1) + tf.random.uniform((), -0.15, 0.15)
-    return x, y
+def augment(same_neighbours: float = 0.0):
+    """The training tiles' random changes. same_neighbours: the share of 2.5D tiles whose
+    neighbour channels are replaced by the centre slice, as on a series whose slices are alike
+    (a uniform QA phantom, a thick slab): the tiles at 5 mm always differ, and a model that never
+    saw alike neighbours contoured a lesion-free blob of identical slices (RESULTS.md)."""
+    def fn(x, y):
+        flip = tf.random.uniform(()) < 0.5
+        x = tf.where(flip, tf.reverse(x, axis=[1]), x)  # left-right: both hemispheres host DMG
+        y = tf.where(flip, tf.reverse(y, axis=[1]), y)
+        ch = x.shape[-1]
+        if ch > 1 and same_neighbours > 0:
+            centre = x[..., ch // 2:ch // 2 + 1]
+            x = tf.where(tf.random.uniform(()) < same_neighbours, tf.repeat(centre, ch, axis=-1), x)
+        x = x * tf.random.uniform((), 0.9, 1.1) + tf.random.uniform((), -0.15, 0.15)
+        return x, y
+    return fn
 
 
 class Trainer:
@@ -138,7 +148,7 @@ def train(args) -> dict:
         raise SystemExit(f"train: {args.val} has other channels than {args.train} "
                          f"({vx.shape[-1]} at {context_mm(args.val)} mm, {x.shape[-1]} at {context_mm(args.train)} mm)")
     ds = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=args.seed)
-          .repeat().map(augment).batch(args.batch, drop_remainder=True).prefetch(2))
+          .repeat().map(augment(args.same_neighbours)).batch(args.batch, drop_remainder=True).prefetch(2))
     tr = Trainer(cfg, not args.no_adversarial, args.adv_weight, args.steps, args.ema)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -177,6 +187,7 @@ def train(args) -> dict:
         tr.ema.save_weights(str(out / "best.weights.h5"))
     shutil.copyfile(out / "best.weights.h5", out / "generator.weights.h5")  # kept: a longer run resumes
     summary = {"sequence": args.seq, "config": cfg.to_dict(), "context_mm": context_mm(args.train),
+               "same_neighbours": args.same_neighbours if x.shape[-1] > 1 else 0.0,
                "adversarial": not args.no_adversarial,
                "adv_weight": args.adv_weight, "ema": args.ema, "val_every": args.val_every, "steps": args.steps, "batch": args.batch,
                "seed": args.seed, "params": int(tr.g.count_params()),
@@ -218,6 +229,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--widths", default="", help="encoder widths, e.g. 16,32,48,64")
     p.add_argument("--ema", type=float, default=0.995,
                    help="decay of the weights' moving average that is validated and kept (0: off)")
+    p.add_argument("--same-neighbours", type=float, default=0.1,
+                   help="share of 2.5D tiles trained with the centre slice as every neighbour")
     p.add_argument("--no-adversarial", action="store_true")
     p.add_argument("--no-attention", action="store_true")
     p.add_argument("--no-multiscale", action="store_true")

@@ -52,6 +52,25 @@ def test_a_context_channel_is_the_neighbouring_slice():
     np.testing.assert_array_equal(got, want)
 
 
+def test_same_neighbours_puts_the_centre_slice_in_every_channel():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 128, 3)).astype(np.float32)
+    y = (rng.uniform(size=(128, 128, 1)) > 0.5).astype(np.float32)
+    for _ in range(8):  # flips and intensity changes apply to every channel alike
+        a, b = (v.numpy() for v in train.augment(1.0)(x, y))
+        np.testing.assert_array_equal(a[..., 0], a[..., 1])
+        np.testing.assert_array_equal(a[..., 2], a[..., 1])
+        a, b = (v.numpy() for v in train.augment(0.0)(x, y))
+        assert not np.array_equal(a[..., 0], a[..., 1])
+        # the centre channel and the label stay paired through the flip
+        flipped = np.array_equal(b, y[:, ::-1])
+        assert flipped or np.array_equal(b, y)
+        centre = x[:, ::-1, 1] if flipped else x[..., 1]
+        assert abs(np.corrcoef(a[..., 1].ravel(), centre.ravel())[0, 1] - 1) < 1e-5
+    one = x[..., 1:2]  # a 2D tile is left as it is
+    assert train.augment(1.0)(one, y)[0].shape == (128, 128, 1)
+
+
 def test_context_tiles_train_export_and_evaluate(tmp_path):
     tiles = tmp_path / "train.npz"
     trainset.build([4], tiles, small=True, context=1, context_mm=5.0)
@@ -65,7 +84,7 @@ def test_context_tiles_train_export_and_evaluate(tmp_path):
     train.main(["--seq", "T2", "--train", str(tiles), "--val", str(tiles), "--out", str(out),
                 "--steps", "2", "--batch", "4", "--widths", "8,16", "--log-every", "1", "--val-every", "2"])
     info = json.loads((out / "train.json").read_text())
-    assert info["config"]["channels"] == 3 and info["context_mm"] == 5.0
+    assert info["config"]["channels"] == 3 and info["context_mm"] == 5.0 and info["same_neighbours"] == 0.1
     bundle = tmp_path / "bundle"
     meta = export.export("T2", out, tiles, bundle, "0.0.1", None)
     assert meta["input"] == {"size": 128, "channels": 3, "context_slices": 1, "context_mm": 5.0}
