@@ -48,6 +48,12 @@ def model_card(meta: dict, ev: dict, train_info: dict, release_note: str = "") -
     i8, fl, base = s["int8"], s["float"], s["baseline"]
     lo, hi = i8["dice_ci95"]
     cfg = train_info["config"]
+    inp = meta["input"]
+    seen = (f"each seen with the slices {inp.get('context_mm', 0):g} mm above and below it as "
+            f"{inp['channels']} channels, 2.5D, mirrored at a series' ends" if inp["channels"] > 1
+            else "each on its own")
+    alike = (f" ({train_info['same_neighbours']:.0%} of them drawn with the centre slice as every neighbour)"
+             if train_info.get("same_neighbours") else "")
     return f"""# {meta['name']} {meta['version']} — model card
 
 **Not for clinical use.** Trained and tested on synthetic phantom studies only
@@ -55,7 +61,7 @@ def model_card(meta: dict, ev: dict, train_info: dict, release_note: str = "") -
 
 ## What it does
 Segments the GTV of a diffuse midline glioma (the {seq} abnormality) on {seq} MR series, slice by
-slice, as an int8 TFLite model run by Midline's tiled multi-scale pipeline (tiles of
+slice ({seen}), as an int8 TFLite model run by Midline's tiled multi-scale pipeline (tiles of
 {meta['input']['size']} px at {meta['scales_mm']} mm, weights {meta['scale_weights']}, threshold
 {meta['threshold']}, components of at least {meta['min_component_mm3']} mm3 kept, holes filled).
 ROI: `{meta['roi']['name']}`.
@@ -73,7 +79,7 @@ target is not compiled yet (`edgetpu_compiler` cannot be installed on the build 
 {meta['metrics']['data']}. Phantoms: the Colin27 adult brain with atlas-placed tumours (pons
 three times in four, else a thalamus), 2 to 60 cm3, infiltrating margins, mass effect, necrosis,
 enhancement patterns, vendor-style acquisitions (see `midline_model/phantom.py`).
-Training: {_studies(train_info)}{train_info['train_tiles']} tiles, {train_info['steps']} steps of batch
+Training: {_studies(train_info)}{train_info['train_tiles']} tiles{alike}, {train_info['steps']} steps of batch
 {train_info['batch']}, seed {train_info['seed']}, {train_info['seconds'] / 60:.0f} min on 2 CPU cores{_selected(train_info)}.
 
 ## Results on {ev['subjects']} held-out phantom studies, through the firmware's tiling
