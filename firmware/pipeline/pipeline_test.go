@@ -36,6 +36,30 @@ type seed4Study struct {
 
 type seed4Reference map[string]json.RawMessage
 
+// TestLesionFreeBrain runs every shipped model on the series of its sequence in a phantom brain
+// without a tumour (testdata/phantom/seed5-lesion-free: seed 5's study with the tumour left
+// out, made by python -m midline_model.phantom --seed 5 --small --lesion-free): a model that
+// contours healthy anatomy would put a false GTV in front of the planner.
+func TestLesionFreeBrain(t *testing.T) {
+	study := filepath.Join(testenv.Root(), "testdata", "phantom", "seed5-lesion-free")
+	for _, seq := range []string{"T2", "FLAIR", "T1C"} {
+		t.Run(seq, func(t *testing.T) {
+			m, err := OpenModel(context.Background(), filepath.Join(testenv.Root(), "models", "dmg-"+strings.ToLower(seq)), accel.Options{Threads: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			res, err := Run(context.Background(), m, seriesPaths(t, filepath.Join(study, seq)), Settings{DeviceID: "test", FirmwareVersion: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Empty() {
+				t.Fatalf("%s found %d voxels of lesion in a lesion-free brain", seq, res.Segmentation.GTV.Count())
+			}
+		})
+	}
+}
+
 // TestSeed4RTStructMatchesToolchain runs each shipped model through the whole offline path on
 // the committed phantom study, has plastimatch rasterize the written RT Structure Set, and
 // compares its Dice against the phantom's ground-truth GTV with the toolchain's own evaluation

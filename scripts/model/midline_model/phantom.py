@@ -118,6 +118,7 @@ class Study:
     tumour: TumourParams
     head_tilt_deg: list[float]
     series: dict[str, Series]
+    lesion_free: bool = False  # the tumour was drawn (placing small stacks) but not put in
 
 
 # ---- tumour ------------------------------------------------------------------------------------
@@ -335,11 +336,12 @@ def _bias_field(rng: np.random.Generator, shape) -> tuple[np.ndarray, list[float
     return np.exp(log).astype(np.float32), [float(c) for c in coef]
 
 
-def acquire(spec: SeriesSpec, a: anat.Anatomy, normal_signal: np.ndarray, tumour: TumourField,
+def acquire(spec: SeriesSpec, a: anat.Anatomy, normal_signal: np.ndarray, tumour: TumourField | None,
             t: TumourParams, sig: dict, tilt: np.ndarray, centre: np.ndarray,
             rng: np.random.Generator, keep=None) -> Series:
     """Sample the anatomy and tumour on the series grid, slice by slice, with the slice profile,
-    then add bias field and Rician noise and store as unsigned 16-bit values.
+    then add bias field and Rician noise and store as unsigned 16-bit values. tumour None: the
+    brain without a lesion and without its mass effect.
 
     keep(positions, normal, tumour) may choose a subset of slice indices (training makes only the slices
     it uses); the others are not computed and are absent from the result."""
@@ -363,8 +365,11 @@ def acquire(spec: SeriesSpec, a: anat.Anatomy, normal_signal: np.ndarray, tumour
         for off in offsets:
             p = pos + plane + off * normal  # scanner (patient) coordinates
             q = (p - pivot) @ tilt + pivot  # into the head's own frame
-            f = tumour.sample(q, "abnormal")
-            src = a.to_index(_displace(q, t, tumour.radius_mm))
+            if tumour is None:
+                f, src = np.zeros(q.shape[:-1], np.float32), a.to_index(q)
+            else:
+                f = tumour.sample(q, "abnormal")
+                src = a.to_index(_displace(q, t, tumour.radius_mm))
             base = ndimage.map_coordinates(normal_signal, src.reshape(-1, 3).T, order=1,
                                            mode="constant").reshape(f.shape)
             if f.any():
@@ -406,14 +411,15 @@ def _store(spec, values, gtv, orient, positions, rng) -> Series:
 
 def generate(seed: int, small: bool = False, keep=None, axial_only: bool = False,
              position: str | None = None, plane: str | None = None, site: str | None = None,
-             spec: dict | None = None) -> Study:
+             spec: dict | None = None, lesion_free: bool = False) -> Study:
     """The study of a seed. keep: see acquire. axial_only acquires a drawn sagittal 3D series
     as axial instead (training tiles: the firmware reformats 3D series to axial before the
     model sees them). position and plane override every series' patient position and plane,
     site the tumour's site, and spec any SeriesSpec field of every series (orientation tests:
     a lesion on one side, anisotropic pixels, tilted or thin-slice stacks). The tumour is the
     seed's whatever the overrides; a spec that changes a series' size changes the noise drawn
-    for the series after it."""
+    for the series after it. lesion_free leaves the tumour out (the same draws are made): what
+    the models must find nothing in."""
     check_spec(spec or {})
     rng = np.random.default_rng([seed, 0x4D494C])  # "MIL": phantoms never share a stream with training
     a = anat.load()
@@ -440,10 +446,10 @@ def generate(seed: int, small: bool = False, keep=None, axial_only: bool = False
         spec_s = dataclasses.replace(spec_s, **(spec or {}))
         normal = _normal_signal(a, seq, gains)
         c = centre if spec_s.mode == "2d" else brain_centre
-        series[seq] = acquire(spec_s, a, normal, tumour, t, sig, tilt, c, rng, keep)
+        series[seq] = acquire(spec_s, a, normal, None if lesion_free else tumour, t, sig, tilt, c, rng, keep)
     patient = _patient(rng, seed)
     return Study(seed=seed, vendor=vendor, field_strength=field_t, patient=patient, tumour=t,
-                 head_tilt_deg=tilt_deg, series=series)
+                 head_tilt_deg=tilt_deg, series=series, lesion_free=lesion_free)
 
 
 # SeriesSpec fields that --spec may set, with their types.
@@ -480,7 +486,7 @@ def study_json(study: Study, uids: dict) -> dict:
         "field_strength_t": study.field_strength,
         "patient": study.patient,
         "head_tilt_deg": study.head_tilt_deg,
-        "tumour": dataclasses.asdict(study.tumour),
+        "tumour": None if study.lesion_free else dataclasses.asdict(study.tumour),
         "uids": {k: v for k, v in uids.items() if k in ("study", "frame_of_reference")},
         "series": {
             seq: {
@@ -521,6 +527,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--position", choices=sorted(POSITIONS), help="patient position of every series")
     p.add_argument("--plane", choices=sorted(PLANES), help="plane of every series")
     p.add_argument("--site", choices=SITES, help="the tumour's site instead of the drawn one")
+    p.add_argument("--lesion-free", action="store_true", help="the brain without its tumour")
     p.add_argument("--spec", type=json.loads, default={},
                    help="JSON object of acquisition fields set on every series, named as in "
                         "study.json's spec: " + ", ".join(SPEC_OVERRIDES))
@@ -530,10 +537,10 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:
         p.error(str(e))
     study = generate(args.seed, small=args.small, position=args.position, plane=args.plane,
-                     site=args.site, spec=args.spec)
+                     site=args.site, spec=args.spec, lesion_free=args.lesion_free)
     write(study, args.out)
     t = study.tumour
-    print(f"phantom {args.seed}: {t.site}, {t.volume_cm3:.1f} cm3, necrosis "
+    print(f"phantom {args.seed}: {'lesion-free, the drawn tumour left out: ' if args.lesion_free else ''}{t.site}, {t.volume_cm3:.1f} cm3, necrosis "
           f"{t.necrosis_fraction:.2f}, enhancement {t.enhancement}; "
           + ", ".join(f"{k} {s.spec.mode} {s.spec.plane} {s.spec.rows}x{s.spec.columns}x"
                       f"{s.spec.slices}" for k, s in study.series.items()))

@@ -25,20 +25,49 @@ def test_anatomy_regions_sit_where_the_atlases_put_them():
     assert 1000e3 < brain.sum() < 2000e3  # mm3 of an adult brain
 
 
-def test_committed_study_is_what_the_command_makes(tmp_path):
-    phantom.main(["--seed", "4", "--small", "--out", str(tmp_path)])
+LESION_FREE = ROOT / "testdata" / "phantom" / "seed5-lesion-free"
+
+
+@pytest.mark.parametrize("folder,args", [(COMMITTED, ["--seed", "4", "--small"]),
+                                         (LESION_FREE, ["--seed", "5", "--small", "--lesion-free"])])
+def test_committed_study_is_what_the_command_makes(tmp_path, folder, args):
+    phantom.main([*args, "--out", str(tmp_path)])
     made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     # reference.json and *.prob.f32.gz: the pipeline's (seed4_reference), not the generator's
-    committed = sorted(p.relative_to(COMMITTED) for p in COMMITTED.rglob("*") if p.is_file()
+    committed = sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file()
                        and p.name not in ("README.md", "reference.json")
                        and not p.name.endswith(".prob.f32.gz"))
     assert made == committed
     for rel in made:
         if rel.suffix == ".gz":  # gzip headers carry a time; compare the data
-            a, b = (np.asarray(nib.load(str(d / rel)).dataobj) for d in (tmp_path, COMMITTED))
+            a, b = (np.asarray(nib.load(str(d / rel)).dataobj) for d in (tmp_path, folder))
             np.testing.assert_array_equal(a, b, err_msg=str(rel))
         else:
-            assert (tmp_path / rel).read_bytes() == (COMMITTED / rel).read_bytes(), str(rel)
+            assert (tmp_path / rel).read_bytes() == (folder / rel).read_bytes(), str(rel)
+
+
+def test_a_lesion_free_study_is_its_seeds_brain_without_the_tumour():
+    """The same draws (acquisition, identity) as the seed's study, with no tumour: no GTV, and
+    where the tumour was, T2 and FLAIR no brighter than the rest of the brain."""
+    keep = lambda positions, normal, t: np.arange(len(positions)) % 7 == 3  # two slices: fast
+    with_t = phantom.generate(5, small=True, keep=keep)
+    free = phantom.generate(5, small=True, keep=keep, lesion_free=True)
+    assert free.lesion_free and phantom.study_json(free, _uids(free))["tumour"] is None
+    assert free.patient == with_t.patient and free.tumour == with_t.tumour
+    for seq in phantom.SEQUENCES:
+        a, b = with_t.series[seq], free.series[seq]
+        assert a.gtv.sum() > 100 and not b.gtv.any()
+        assert a.spec == b.spec and np.array_equal(a.positions, b.positions)
+        if seq in ("T2", "FLAIR"):  # the lesion is bright there
+            def contrast(x):
+                v = x.pixels.astype(float)
+                return v[a.gtv > 0].mean() / v[v > np.percentile(v, 50)].mean()
+            assert contrast(a) > 1.15 * contrast(b), seq
+
+
+def _uids(study):
+    return {"study": "1.2", "frame_of_reference": "1.3",
+            **{seq: {"series": "1.4", "instances": []} for seq in study.series}}
 
 
 @pytest.fixture(scope="module")
