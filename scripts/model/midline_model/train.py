@@ -69,7 +69,7 @@ def augment(same_neighbours: float = 0.0):
     """The training tiles' random changes. same_neighbours: the share of 2.5D tiles whose
     neighbour channels are replaced by the centre slice, as on a series whose slices are alike
     (a uniform QA phantom, a thick slab): the tiles at 5 mm always differ, and a model that never
-    saw alike neighbours contoured a lesion-free blob of identical slices (RESULTS.md)."""
+    saw alike neighbours contoured a lesion-free blob of identical slices (README)."""
     def fn(x, y):
         flip = tf.random.uniform(()) < 0.5
         x = tf.where(flip, tf.reverse(x, axis=[1]), x)  # left-right: both hemispheres host DMG
@@ -229,7 +229,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--widths", default="", help="encoder widths, e.g. 16,32,48,64")
     p.add_argument("--ema", type=float, default=0.995,
                    help="decay of the weights' moving average that is validated and kept (0: off)")
-    p.add_argument("--same-neighbours", type=float, default=0.1,
+    p.add_argument("--same-neighbours", type=float, default=0.03,
                    help="share of 2.5D tiles trained with the centre slice as every neighbour")
     p.add_argument("--no-adversarial", action="store_true")
     p.add_argument("--no-attention", action="store_true")

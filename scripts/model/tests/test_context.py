@@ -84,7 +84,7 @@ def test_context_tiles_train_export_and_evaluate(tmp_path):
     train.main(["--seq", "T2", "--train", str(tiles), "--val", str(tiles), "--out", str(out),
                 "--steps", "2", "--batch", "4", "--widths", "8,16", "--log-every", "1", "--val-every", "2"])
     info = json.loads((out / "train.json").read_text())
-    assert info["config"]["channels"] == 3 and info["context_mm"] == 5.0 and info["same_neighbours"] == 0.1
+    assert info["config"]["channels"] == 3 and info["context_mm"] == 5.0 and info["same_neighbours"] == 0.03
     bundle = tmp_path / "bundle"
     meta = export.export("T2", out, tiles, bundle, "0.0.1", None)
     assert meta["input"] == {"size": 128, "channels": 3, "context_slices": 1, "context_mm": 5.0}
