@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/midline-rt/midline/accel"
 	"github.com/midline-rt/midline/contour"
 	"github.com/midline-rt/midline/firmware/config"
 	"github.com/midline-rt/midline/internal/peers"
@@ -27,11 +26,7 @@ import (
 // while the others proceed), and a clinical destination (refused: the shipped models are not
 // for clinical use). A re-render of the same result repeats its SOP Instance UID.
 func TestDeliveryToPlanningSystems(t *testing.T) {
-	m, err := OpenModel(context.Background(), filepath.Join(testenv.Root(), "models", "dmg-t2"), accel.Options{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := shippedModel(t, "T2", 1)
 	paths := seriesPaths(t, filepath.Join(testenv.Root(), "testdata", "phantom", "seed4", "T2"))
 	res, err := Run(context.Background(), m, paths, Settings{DeviceID: "test", FirmwareVersion: "test"})
 	if err != nil {
@@ -166,11 +161,7 @@ func TestDeliveryToPlanningSystems(t *testing.T) {
 // TestEmptyResult: a series without a lesion sends no structure set by default (the delivery
 // says why), and one with an empty ROI to a destination whose profile asks for it.
 func TestEmptyResult(t *testing.T) {
-	m, err := OpenModel(context.Background(), filepath.Join(testenv.Root(), "models", "dmg-t2"), accel.Options{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := shippedModel(t, "T2", 1)
 	dir := t.TempDir()
 	// A smooth synthetic head-sized blob without any lesion, labelled T2 by its headers.
 	paths, err := synthmr.Write(dir, synthmr.Spec{Rows: 96, Cols: 96, Slices: 4, Spacing: [2]float64{2, 2},

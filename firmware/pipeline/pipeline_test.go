@@ -27,6 +27,17 @@ func seriesPaths(t *testing.T, dir string) []string {
 	return paths
 }
 
+// shippedModel opens models/dmg-<seq>, closed when the test ends.
+func shippedModel(t *testing.T, seq string, threads int) *Model {
+	t.Helper()
+	m, err := OpenModel(context.Background(), filepath.Join(testenv.Root(), "models", "dmg-"+strings.ToLower(seq)), accel.Options{Threads: threads})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
 type seed4Study struct {
 	Series map[string]struct {
 		GTV  string   `json:"gtv"`
@@ -44,11 +55,7 @@ func TestLesionFreeBrain(t *testing.T) {
 	study := filepath.Join(testenv.Root(), "testdata", "phantom", "seed5-lesion-free")
 	for _, seq := range []string{"T2", "FLAIR", "T1C"} {
 		t.Run(seq, func(t *testing.T) {
-			m, err := OpenModel(context.Background(), filepath.Join(testenv.Root(), "models", "dmg-"+strings.ToLower(seq)), accel.Options{Threads: 2})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
+			m := shippedModel(t, seq, 2)
 			res, err := Run(context.Background(), m, seriesPaths(t, filepath.Join(study, seq)), Settings{DeviceID: "test", FirmwareVersion: "test"})
 			if err != nil {
 				t.Fatal(err)
@@ -81,11 +88,7 @@ func TestSeed4RTStructMatchesToolchain(t *testing.T) {
 			if err := json.Unmarshal(ref[seq], &want); err != nil {
 				t.Fatalf("reference.json %s: %v", seq, err)
 			}
-			m, err := OpenModel(context.Background(), filepath.Join(testenv.Root(), "models", "dmg-"+strings.ToLower(seq)), accel.Options{Threads: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
+			m := shippedModel(t, seq, 1)
 			series := filepath.Join(study, seq)
 			res, err := Run(context.Background(), m, seriesPaths(t, series), Settings{DeviceID: "test", FirmwareVersion: "test",
 				Now: func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }})

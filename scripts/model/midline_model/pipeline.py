@@ -120,9 +120,8 @@ def _train_defaults():
     return train.parser().parse_args(["--seq", "T2", "--train", ".", "--val", ".", "--out", "."])
 
 
-def _kept() -> str:
-    """The training's rule for the generator it keeps, from its own defaults (part of the recipe)."""
-    d = _train_defaults()
+def _kept(d) -> str:
+    """The training's rule for the generator it keeps, from its defaults d (part of the recipe)."""
     return (f"moving average of the weights (decay {d.ema}) with the best validation tile Dice,"
             f" checked every {d.val_every} steps")
 
@@ -155,11 +154,12 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
+    d = _train_defaults()
     _check_recipe(work, {"train_seeds": [1000, 1000 + args.train_count],
                          "val_seeds": [2000, 2000 + args.val_count],
                          "steps": {s: args.steps or STEPS[s] for s in STEPS},
-                         "kept": _kept(),
-                         "context": {s: {"slices": c, "mm": mm, "same_neighbours": _train_defaults().same_neighbours}
+                         "kept": _kept(d),
+                         "context": {s: {"slices": c, "mm": mm, "same_neighbours": d.same_neighbours}
                                      for s, (c, mm) in CONTEXT.items()}})
     seqs = args.seq or ["T2", "FLAIR", "T1C"]
     for seq in seqs + (["T2"] if args.ablation else []):
