@@ -3,7 +3,8 @@
     python -m midline_model.pipeline --work ../../build/model --models ../../models [--seq T2 ...]
         [--steps N] [--train-count 66] [--val-count 8] [--ablation]
 
-The recipe is the shipped models': tiles of training studies 1000-1065 and validation studies
+The recipe (each shipped bundle's MODEL_CARD.md says how that bundle was made, some by earlier
+recipes): tiles of training studies 1000-1065 and validation studies
 2000-2007 (T2's 2.5D, CONTEXT), then per sequence STEPS[seq] steps of batch 16 (T2 2400, FLAIR
 1000, T1C 800; --steps sets one count for all) keeping the moving average of the generator's
 weights with the best validation tile Dice (checked every 100 steps), and the ablation at the T2
@@ -65,7 +66,7 @@ def _evaluate(seq: str, run: Path, tflite: Path | None, work: Path, count: int) 
     return path
 
 
-# Training steps per sequence (batch 16), as the shipped models were trained.
+# Training steps per sequence (batch 16).
 STEPS = {"T2": 2400, "FLAIR": 1000, "T1C": 800}
 
 
