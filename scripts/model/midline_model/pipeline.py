@@ -1,14 +1,15 @@
 """From nothing to the three shipped bundles: data, training, evaluation, export, results.
 
     python -m midline_model.pipeline --work ../../build/model --models ../../models [--seq T2 ...]
-        [--steps N] [--train-count 66] [--val-count 8] [--ablation]
+        [--steps N] [--train-count N] [--val-count N] [--ablation]
 
 The recipe (each shipped bundle's MODEL_CARD.md says how that bundle was made, some by earlier
-recipes): tiles of training studies 1000-1065 and validation studies
-2000-2007 (T2's 2.5D, CONTEXT), then per sequence STEPS[seq] steps of batch 16 (T2 2400, FLAIR
-1000, T1C 800; --steps sets one count for all) keeping the moving average of the generator's
-weights with the best validation tile Dice (checked every 100 steps), and the ablation at the T2
-model's budget, on the T2 model's tiles.
+recipes): tiles of --train-count training studies from seed 1000 and --val-count validation
+studies from seed 2000 (T2's 2.5D, CONTEXT), then per sequence STEPS[seq] steps of batch 16
+(--steps sets one count for all) keeping the moving average of the generator's weights with the
+best validation tile Dice, and the ablation at the T2 model's budget, on the T2 model's tiles.
+The counts' defaults are main's and STEPS; a run records what it used in the work folder's
+recipe.json.
 
 Every step writes its output under --work and is skipped when that output exists, so an
 interrupted run resumes where it stopped (training itself resumes from its checkpoint). Seeds fix
