@@ -6,8 +6,8 @@
 The recipe (each shipped bundle's MODEL_CARD.md says how that bundle was made, some by earlier
 recipes): tiles of --train-count training studies from seed 1000 and --val-count validation
 studies from seed 2000 (T2's 2.5D, CONTEXT), then per sequence STEPS[seq] steps of batch 16
-(--steps sets one count for all) keeping the moving average of the generator's weights with the
-best validation tile Dice, and the ablation at the T2 model's budget, on the T2 model's tiles.
+(--steps sets one count for all) keeping the moving average of the generator's weights at the
+last step, and the ablation at the T2 model's budget, on the T2 model's tiles.
 The counts' defaults are main's and STEPS; a run records what it used in the work folder's
 recipe.json.
 
@@ -124,8 +124,7 @@ def _train_defaults():
 
 def _kept(d) -> str:
     """The training's rule for the generator it keeps, from its defaults d (part of the recipe)."""
-    return (f"moving average of the weights (decay {d.ema}) with the best validation tile Dice,"
-            f" checked every {d.val_every} steps")
+    return f"moving average of the weights (decay {d.ema}) at the last step"
 
 
 def _check_recipe(work: Path, recipe: dict) -> None:

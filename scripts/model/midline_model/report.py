@@ -32,13 +32,14 @@ def _ranges(seeds: list[int]) -> str:
     return ", ".join(out)
 
 
-def _selected(train_info: dict) -> str:
-    if "selected_step" not in train_info:
+def _kept(train_info: dict) -> str:
+    if "kept_step" not in train_info:
         return ""
     what = (f"the moving average of its weights (decay {train_info['ema']})" if train_info.get("ema")
             else "the generator")
-    return (f"; kept: {what} at step {train_info['selected_step']}, the best validation tile Dice"
-            f" ({train_info['selected_val_tile_dice']:.3f}, checked every {train_info.get('val_every', 100)} steps)")
+    dice = train_info.get("kept_val_tile_dice")
+    return f"; kept: {what} at its last step, {train_info['kept_step']}" + (
+        f" (validation tile Dice {dice:.3f})" if dice is not None else "")
 
 
 def model_card(meta: dict, ev: dict, train_info: dict, release_note: str = "") -> str:
@@ -80,7 +81,7 @@ target is not compiled yet (`edgetpu_compiler` cannot be installed on the build 
 three times in four, else a thalamus), 2 to 60 cm3, infiltrating margins, mass effect, necrosis,
 enhancement patterns, vendor-style acquisitions (see `midline_model/phantom.py`).
 Training: {_studies(train_info)}{train_info['train_tiles']} tiles{alike}, {train_info['steps']} steps of batch
-{train_info['batch']}, seed {train_info['seed']}, {train_info['seconds'] / 60:.0f} min on 2 CPU cores{_selected(train_info)}.
+{train_info['batch']}, seed {train_info['seed']}, {train_info['seconds'] / 60:.0f} min on 2 CPU cores{_kept(train_info)}.
 
 ## Results on {ev['subjects']} held-out phantom studies, through the firmware's tiling
 | | Dice (95% CI) | min Dice | surface Dice 2 mm | HD95 in-plane (median) | abs. volume error | lesions found |

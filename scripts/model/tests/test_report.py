@@ -17,8 +17,8 @@ def test_card_and_results_carry_the_evaluated_numbers(tmp_path):
             "seed": 1, "seconds": 120.0}
     card = report.model_card(meta, ev, info)
     assert "0.912" in card and "Not for clinical use" in card and "yes" in card
-    kept = report.model_card(meta, ev, info | {"selected_step": 7, "selected_val_tile_dice": 0.8, "ema": 0.995})
-    assert "moving average of its weights (decay 0.995) at step 7" in kept
+    kept = report.model_card(meta, ev, info | {"kept_step": 10, "kept_val_tile_dice": 0.8, "ema": 0.995})
+    assert "moving average of its weights (decay 0.995) at its last step, 10 (validation tile Dice 0.800)" in kept
     assert "each on its own" in card and "centre slice" not in card
     meta25 = meta | {"input": {**meta["input"], "channels": 3, "context_slices": 1, "context_mm": 5.0}}
     card25 = report.model_card(meta25, ev, info | {"same_neighbours": 0.1})
