@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/midline-rt/midline/preproc"
@@ -238,6 +239,77 @@ func TestContextStackMakesEachSliceOncePerPass(t *testing.T) {
 		}
 		if size := len(st.bufs) * tc.rows * tc.rows * 4; size > stackBudget && len(st.bufs) > 2*tc.context+1 {
 			t.Errorf("%+v: a pool of %d bytes", tc, size)
+		}
+	}
+}
+
+// countingGrid is sameGrid counting ToScale calls.
+type countingGrid struct {
+	sameGrid
+	calls *int
+}
+
+func (g countingGrid) ToScale(src Image, spacing [2]float64, scale float64) Image {
+	*g.calls++
+	return g.sameGrid.ToScale(src, spacing, scale)
+}
+
+// A 2.5D model's slices are resampled about once per scale, not once per channel (3 or 5 times),
+// and the result is the same as resampling each channel itself (Runner.Segment, no
+// ContextIndex). Near the first slices the mirrored neighbours come back after their entry was
+// reused, so a pass may resample up to context*step slices twice.
+func TestContextSlicesAreResampledOncePerScale(t *testing.T) {
+	const n = 12
+	v := axialVolume(40, 50, n, 9)
+	norm := Normalization{Method: "percentile-zscore", PLow: 0.5, PHigh: 99.5}
+	for _, tc := range []struct {
+		context int
+		mm      float64
+	}{{1, 0}, {1, 3}, {2, 2}} {
+		p := Plan{Size: 32, ScalesMM: []float64{1, 2}, ScaleWeights: []float64{0.7, 0.3}, Overlap: 0.5, RoiGate: 0,
+			Context: tc.context, ContextMM: tc.mm}
+		m := &channelModel{pointModel: pointModel{size: 32}, channels: p.Channels(), pick: 0}
+		calls := 0
+		r, err := NewRunner(m, p, countingGrid{calls: &calls})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := SegmentVolume(context.Background(), r, norm, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each slice at 2 scales, and its 2 mm probability to 1 mm for the gate.
+		reach := tc.context * p.ContextStep(1)
+		if calls < 3*n || calls > 3*n+2*reach {
+			t.Errorf("%+v: %d resamplings for %d slices at 2 scales, want %d to %d", tc, calls, n, 3*n, 3*n+2*reach)
+		}
+		// Each slice on its own, its channels resampled one by one.
+		nm, err := preproc.FitNormalization(v.Pixels, norm.PLow, norm.PHigh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		one, err := NewRunner(m, p, sameGrid{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		plane := v.Rows * v.Cols
+		for k := range n {
+			s := Slice{Spacing: v.PixelSpacing, Fill: nm.PadValue()}
+			for j := -tc.context; j <= tc.context; j++ {
+				z := make([]float32, plane)
+				nm.Apply(z, v.Slice(ContextSlice(k+j*p.ContextStep(1), n)))
+				s.Context = append(s.Context, Image{Rows: v.Rows, Cols: v.Cols, Pix: z})
+			}
+			s.Image = s.Context[tc.context]
+			want, _, err := one.Segment(context.Background(), s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := make([]uint8, plane)
+			quantize(q, want.Pix)
+			if !slices.Equal(q, got.Q[k*plane:(k+1)*plane]) {
+				t.Fatalf("%+v: slice %d differs from its channels resampled one by one", tc, k)
+			}
 		}
 	}
 }

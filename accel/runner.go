@@ -27,6 +27,59 @@ type Runner struct {
 	flipIn, flipOut []int8
 	scratch         arena  // one slice's images, reused by the next slice
 	open            []bool // the tiles the gate opens on the slice at hand
+	scaled          scaledSlices
+}
+
+// scaledSlices keeps, during one scale's pass over a series, the series slices already
+// resampled to that scale, by series index (Slice.ContextIndex), so that a 2.5D model's slice
+// is resampled once, not once per channel that shows it. Entries below the lowest index the
+// slice at hand uses are free again: the pass walks the series upwards.
+type scaledSlices struct {
+	idx  []int // the series index each entry holds, -1 for none
+	img  []Image
+	bufs [][]float32
+}
+
+func (c *scaledSlices) reset() {
+	for i := range c.idx {
+		c.idx[i] = -1
+	}
+}
+
+// get returns series slice j, src, at scale mm; index is the whole slice's ContextIndex.
+func (r *Runner) scaledSlice(j int, index []int, src Image, spacing [2]float64, scale float64) Image {
+	c := &r.scaled
+	if e := slices.Index(c.idx, j); e >= 0 {
+		return c.img[e]
+	}
+	// Reuse the entry of the lowest index this slice does not show (never one it shows: its
+	// image may already be one of this slice's channels), if it lies below the slice's lowest
+	// index or the entries already cover the slice's span, the most an upward walk needs.
+	low, high := slices.Min(index), slices.Max(index)
+	e := -1
+	for i, x := range c.idx {
+		if !slices.Contains(index, x) && (e < 0 || x < c.idx[e]) {
+			e = i
+		}
+	}
+	if e < 0 || (c.idx[e] >= low && len(c.idx) < high-low+1) {
+		c.idx, c.img, c.bufs = append(c.idx, -1), append(c.img, Image{}), append(c.bufs, nil)
+		e = len(c.idx) - 1
+	}
+	buf := func(n int) []float32 {
+		if cap(c.bufs[e]) < n {
+			c.bufs[e] = make([]float32, n)
+		}
+		return c.bufs[e][:n]
+	}
+	var img Image
+	if b, ok := r.rs.(bufferedResampler); ok {
+		img = b.ToScaleBuf(src, spacing, scale, buf)
+	} else {
+		img = r.rs.ToScale(src, spacing, scale)
+	}
+	c.idx[e], c.img[e] = j, img
+	return img
 }
 
 // arena hands out float32 buffers that stay valid until reset: the images of one Segment call.
@@ -155,6 +208,7 @@ func (r *Runner) segmentSeries(ctx context.Context, n int, sliceMM float64, at f
 	var pass [][]bool // pass[k]: this scale's tiles that slice k's own coarser probability opens
 	for i, si := range r.order {
 		scale := r.plan.ScalesMM[si]
+		r.scaled.reset()
 		var next [][]bool
 		if i < last {
 			kept[i] = make([]Image, n)
@@ -171,7 +225,11 @@ func (r *Runner) segmentSeries(ctx context.Context, n int, sliceMM float64, at f
 			}
 			zs := make([]Image, len(channels))
 			for c, img := range channels {
-				zs[c] = r.toScale(img, s.Spacing, scale)
+				if len(s.ContextIndex) == len(channels) && len(channels) > 1 {
+					zs[c] = r.scaledSlice(s.ContextIndex[c], s.ContextIndex, img, s.Spacing, scale)
+				} else {
+					zs[c] = r.toScale(img, s.Spacing, scale)
+				}
 			}
 			var open []bool
 			if pass != nil {

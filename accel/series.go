@@ -176,10 +176,12 @@ func (s *stack) at(k int) Slice {
 		return Slice{Image: img(k)}
 	}
 	ctx := make([]Image, 0, 2*s.context+1)
+	idx := make([]int, 0, 2*s.context+1)
 	for j := -s.context; j <= s.context; j++ {
 		ctx = append(ctx, img(k+j*s.step))
+		idx = append(idx, ContextSlice(k+j*s.step, s.n))
 	}
-	return Slice{Image: ctx[s.context], Context: ctx}
+	return Slice{Image: ctx[s.context], Context: ctx, ContextIndex: idx}
 }
 
 // ContextSlice is the slice a 2.5D channel takes for index j of a series of n slices

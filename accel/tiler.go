@@ -163,13 +163,17 @@ type TileModel interface {
 
 // Slice is one normalised slice to segment, with its in-plane spacing and the value that fills
 // tiles beyond the image's edge (the normalised clip floor). For a model with context slices,
-// Context holds the 2*Context+1 normalised slices k-Context..k+Context (indices clamped to the
-// series, so the end slices repeat), Image being the middle one; it is nil otherwise.
+// Context holds the 2*Context+1 normalised slices a tile's channels show (ContextSlice), Image
+// being the middle one; it is nil otherwise. ContextIndex, when set, is the series index of each
+// Context image: the runner then resamples each series slice once per scale, not once per
+// channel that shows it (a series walked upwards shows a slice as a neighbour below, the
+// centre and a neighbour above).
 type Slice struct {
-	Image   Image
-	Spacing [2]float64
-	Fill    float32
-	Context []Image
+	Image        Image
+	Spacing      [2]float64
+	Fill         float32
+	Context      []Image
+	ContextIndex []int
 }
 
 // Stats counts the tiles a run used.
