@@ -46,7 +46,8 @@ func (c *scaledSlices) reset() {
 	}
 }
 
-// get returns series slice j, src, at scale mm; index is the whole slice's ContextIndex.
+// scaledSlice returns series slice j, src, at scale mm, resampling it only when no entry holds
+// it; index is the ContextIndex of the slice at hand.
 func (r *Runner) scaledSlice(j int, index []int, src Image, spacing [2]float64, scale float64) Image {
 	c := &r.scaled
 	if e := slices.Index(c.idx, j); e >= 0 {
