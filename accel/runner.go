@@ -363,18 +363,33 @@ func (r *Runner) runScale(ctx context.Context, zs []Image, fill float32, open []
 // (round half to even, as numpy does).
 func (r *Runner) quantizeTile(zs []Image, top, left int, fill float32) {
 	size, nc := r.plan.Size, len(zs)
+	rows, cols := zs[0].Rows, zs[0].Cols
 	qfill := r.inQ.quantize(fill)
+	// Columns x0..x1-1 of the tile lie inside the image.
+	x0, x1 := min(max(-left, 0), size), min(max(cols-left, 0), size)
+	x1 = max(x1, x0)
 	for y := range size {
+		dst := r.in[y*size*nc : (y+1)*size*nc]
 		row := top + y
-		for x := range size {
-			col := left + x
-			inside := row >= 0 && row < zs[0].Rows && col >= 0 && col < zs[0].Cols
-			for c, z := range zs {
-				q := qfill
-				if inside {
-					q = r.inQ.quantize(z.Pix[row*z.Cols+col])
-				}
-				r.in[(y*size+x)*nc+c] = q
+		if row < 0 || row >= rows {
+			for i := range dst {
+				dst[i] = qfill
+			}
+			continue
+		}
+		for c, z := range zs {
+			var src []float32
+			if x1 > x0 {
+				src = z.Pix[row*cols+left+x0 : row*cols+left+x1]
+			}
+			for x := c; x < x0*nc; x += nc {
+				dst[x] = qfill
+			}
+			for i, v := range src {
+				dst[(x0+i)*nc+c] = r.inQ.quantize(v)
+			}
+			for x := x1*nc + c; x < size*nc; x += nc {
+				dst[x] = qfill
 			}
 		}
 	}
@@ -390,9 +405,16 @@ func mirror(dst, src []int8, size, nc int) {
 }
 
 func (q quant) quantize(v float32) int8 {
-	f := math.RoundToEven(float64(v/q.scale)) + float64(q.zero)
-	return int8(min(127, max(-128, f)))
+	// Clamped first (beyond int8's range rounding changes nothing), a float32 of magnitude below
+	// 2^22 rounds to the nearest integer, ties to even, by adding and subtracting 1.5 * 2^23:
+	// the sum has no bits below 1. The same as math.RoundToEven, without the float64 detour.
+	f := min(max(v/q.scale, -512), 512)
+	f = float32(f+roundHalfEven) - roundHalfEven // the conversion rounds the sum (Go spec: no fused form)
+	return int8(min(127, max(-128, f+q.zero)))
 }
+
+// roundHalfEven is 1.5 * 2^23 (quant.quantize).
+const roundHalfEven float32 = 12582912
 
 // blend adds the output tile, dequantised and weighted, into the slice's buffers.
 func (r *Runner) blend(acc, wsum []float64, rows, cols, top, left int) {

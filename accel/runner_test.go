@@ -264,6 +264,30 @@ func TestQuantizeRoundsHalfToEvenAndSaturates(t *testing.T) {
 			t.Errorf("quantize(%v) = %d, want %d", tc.v, got, tc.want)
 		}
 	}
+	// The float32 rounding trick against math.RoundToEven: ties, near-ties, far beyond the
+	// range, on a real input tensor's parameters.
+	ref := func(q quant, v float32) int8 {
+		return int8(min(127, max(-128, math.RoundToEven(float64(v/q.scale))+float64(q.zero))))
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, q := range []quant{{0.5, -10}, {0.0263, -73}, {1.7, 0}, {1e-3, 127}} {
+		for i := range 200000 {
+			var v float32
+			switch i % 4 {
+			case 0:
+				v = float32(rng.NormFloat64() * 4)
+			case 1: // exact ties
+				v = (float32(rng.IntN(600)-300) + 0.5) * q.scale
+			case 2: // next to ties
+				v = math.Nextafter32((float32(rng.IntN(600)-300)+0.5)*q.scale, float32(rng.NormFloat64()))
+			default:
+				v = float32(rng.NormFloat64() * 1e6)
+			}
+			if got, want := q.quantize(v), ref(q, v); got != want {
+				t.Fatalf("%+v: quantize(%v) = %d, math.RoundToEven gives %d", q, v, got, want)
+			}
+		}
+	}
 }
 
 func BenchmarkSegmentFixture(b *testing.B) {
