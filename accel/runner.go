@@ -35,9 +35,8 @@ type Runner struct {
 // is resampled once, not once per channel that shows it. Entries below the lowest index the
 // slice at hand uses are free again: the pass walks the series upwards.
 type scaledSlices struct {
-	idx  []int // the series index each entry holds, -1 for none
-	img  []Image
-	bufs [][]float32
+	idx []int   // the series index each entry holds, -1 for none
+	img []Image // its image at the pass's scale, whose buffer the entry's next slice reuses
 }
 
 func (c *scaledSlices) reset() {
@@ -64,23 +63,17 @@ func (r *Runner) scaledSlice(j int, index []int, src Image, spacing [2]float64, 
 		}
 	}
 	if e < 0 || (c.idx[e] >= low && len(c.idx) < high-low+1) {
-		c.idx, c.img, c.bufs = append(c.idx, -1), append(c.img, Image{}), append(c.bufs, nil)
+		c.idx, c.img = append(c.idx, -1), append(c.img, Image{})
 		e = len(c.idx) - 1
 	}
-	buf := func(n int) []float32 {
-		if cap(c.bufs[e]) < n {
-			c.bufs[e] = make([]float32, n)
+	old := c.img[e].Pix
+	c.idx[e], c.img[e] = j, r.toScaleInto(src, spacing, scale, func(n int) []float32 {
+		if cap(old) < n {
+			return make([]float32, n)
 		}
-		return c.bufs[e][:n]
-	}
-	var img Image
-	if b, ok := r.rs.(bufferedResampler); ok {
-		img = b.ToScaleBuf(src, spacing, scale, buf)
-	} else {
-		img = r.rs.ToScale(src, spacing, scale)
-	}
-	c.idx[e], c.img[e] = j, img
-	return img
+		return old[:n]
+	})
+	return c.img[e]
 }
 
 // arena hands out float32 buffers that stay valid until reset: the images of one Segment call.
@@ -113,8 +106,13 @@ type bufferedResampler interface {
 }
 
 func (r *Runner) toScale(src Image, spacing [2]float64, scale float64) Image {
+	return r.toScaleInto(src, spacing, scale, r.scratch.get)
+}
+
+// toScaleInto is toScale writing into buf(n) when the resampler takes buffers.
+func (r *Runner) toScaleInto(src Image, spacing [2]float64, scale float64, buf func(n int) []float32) Image {
 	if b, ok := r.rs.(bufferedResampler); ok {
-		return b.ToScaleBuf(src, spacing, scale, r.scratch.get)
+		return b.ToScaleBuf(src, spacing, scale, buf)
 	}
 	return r.rs.ToScale(src, spacing, scale)
 }
@@ -226,7 +224,7 @@ func (r *Runner) segmentSeries(ctx context.Context, n int, sliceMM float64, at f
 			}
 			zs := make([]Image, len(channels))
 			for c, img := range channels {
-				if len(s.ContextIndex) == len(channels) && len(channels) > 1 {
+				if len(s.ContextIndex) == len(channels) {
 					zs[c] = r.scaledSlice(s.ContextIndex[c], s.ContextIndex, img, s.Spacing, scale)
 				} else {
 					zs[c] = r.toScale(img, s.Spacing, scale)

@@ -154,8 +154,7 @@ func newStack(context, step, rows, cols, n int, mk func(dst []float32, k int)) *
 // mirrored at the series' ends: ContextSlice).
 func (s *stack) at(k int) Slice {
 	s.calls++
-	img := func(j int) Image {
-		j = ContextSlice(j, s.n)
+	img := func(j int) Image { // j: a series index, 0..n-1
 		b := slices.Index(s.made, j)
 		if b < 0 {
 			// Refill the buffer, not used by this call, whose slice is needed last: the runner
@@ -178,8 +177,9 @@ func (s *stack) at(k int) Slice {
 	ctx := make([]Image, 0, 2*s.context+1)
 	idx := make([]int, 0, 2*s.context+1)
 	for j := -s.context; j <= s.context; j++ {
-		ctx = append(ctx, img(k+j*s.step))
-		idx = append(idx, ContextSlice(k+j*s.step, s.n))
+		i := ContextSlice(k+j*s.step, s.n)
+		ctx = append(ctx, img(i))
+		idx = append(idx, i)
 	}
 	return Slice{Image: ctx[s.context], Context: ctx, ContextIndex: idx}
 }
