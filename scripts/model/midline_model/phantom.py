@@ -409,6 +409,17 @@ def _store(spec, values, gtv, orient, positions, rng) -> Series:
 
 # ---- the study -----------------------------------------------------------------------------------
 
+def _tumour_draw(seed: int, site: str | None = None) -> tuple[np.random.Generator, TumourParams]:
+    """A study's random stream, and its tumour, the stream's first draws."""
+    rng = np.random.default_rng([seed, 0x4D494C])  # "MIL": phantoms never share a stream with training
+    return rng, draw_tumour(rng, anat.load(), site)
+
+
+def tumour_of(seed: int) -> TumourParams:
+    """The tumour of a seed's study without making the study (training's balance by pattern)."""
+    return _tumour_draw(seed)[1]
+
+
 def generate(seed: int, small: bool = False, keep=None, axial_only: bool = False,
              position: str | None = None, plane: str | None = None, site: str | None = None,
              spec: dict | None = None, lesion_free: bool = False) -> Study:
@@ -421,9 +432,8 @@ def generate(seed: int, small: bool = False, keep=None, axial_only: bool = False
     for the series after it. lesion_free leaves the tumour out (the same draws are made): what
     the models must find nothing in."""
     check_spec(spec or {})
-    rng = np.random.default_rng([seed, 0x4D494C])  # "MIL": phantoms never share a stream with training
+    rng, t = _tumour_draw(seed, site)
     a = anat.load()
-    t = draw_tumour(rng, a, site)
     tumour = build_tumour(t, rng)
     tilt_deg = [float(rng.uniform(-10, 10)), float(rng.uniform(-5, 5)), float(rng.uniform(-5, 5))]
     tilt = _rotation(tilt_deg)

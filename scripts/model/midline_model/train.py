@@ -50,8 +50,47 @@ def context_mm(path: Path) -> float:
 
 def studies(path: Path, seq: str) -> list[int]:
     """The phantom seeds (or case numbers) a tile file was made from."""
+    return sorted(int(s) for s in np.unique(tile_studies(path, seq)))
+
+
+def tile_studies(path: Path, seq: str) -> np.ndarray:
+    """The study (phantom seed or case number) each tile of a tile file was cut from."""
+    return tile_groups(path, seq, "study")
+
+
+# What --balance can weigh alike, and the array of a tile file that says it per tile.
+BALANCE = {"study": "seed", "enhancement": "enhancement"}
+
+
+def tile_groups(path: Path, seq: str, by: str) -> np.ndarray:
+    """Each tile's group for --balance `by`: its study, or its tumour's enhancement pattern
+    (phantom tiles only: a hospital's cases carry no such label)."""
     with np.load(path) as z:
-        return sorted(int(s) for s in np.unique(z[f"{seq}_seed"]))
+        key = f"{seq}_{BALANCE[by]}"
+        if key not in z:
+            raise SystemExit(f"train: {path} does not say each tile's {by} (made from phantoms "
+                             "by an older trainset, or from a hospital's cases): cannot balance by it")
+        return z[key]
+
+
+def batches(x: np.ndarray, y: np.ndarray, group: np.ndarray | None, args) -> tf.data.Dataset:
+    """The training batches, one per step. Without group: the tiles shuffled, epoch after
+    epoch. With group (a label per tile, --balance): tiles drawn with weights that give every
+    group the same share of the batches, whatever its number of tiles (a 1 mm 3D volume gives more
+    tumour slices than a 5 mm stack; a ring-enhancing tumour is one phantom in five). The seed fixes
+    the stream. Neither balance is in the recipe: on T1C they moved which lesions were missed, not
+    the Dice (README, "T1C")."""
+    aug = augment(args.same_neighbours)
+    if group is None:
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=args.seed).repeat()
+    else:
+        _, which, count = np.unique(group, return_inverse=True, return_counts=True)
+        w = 1.0 / count[which]
+        drawn = np.random.default_rng([args.seed, 0x535459]).choice(
+            len(x), size=args.steps * args.batch, p=w / w.sum())
+        tx, ty = tf.constant(x), tf.constant(y)
+        ds = tf.data.Dataset.from_tensor_slices(drawn).map(lambda i: (tf.gather(tx, i), tf.gather(ty, i)))
+    return ds.map(aug).batch(args.batch, drop_remainder=True).prefetch(2)
 
 
 def dice_loss(y, p, eps: float = 1.0):
@@ -149,8 +188,7 @@ def train(args) -> dict:
     if vx.shape[-1] != x.shape[-1] or context_mm(args.val) != context_mm(args.train):
         raise SystemExit(f"train: {args.val} has other channels than {args.train} "
                          f"({vx.shape[-1]} at {context_mm(args.val)} mm, {x.shape[-1]} at {context_mm(args.train)} mm)")
-    ds = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=args.seed)
-          .repeat().map(augment(args.same_neighbours)).batch(args.batch, drop_remainder=True).prefetch(2))
+    ds = batches(x, y, tile_groups(args.train, args.seq, args.balance) if args.balance else None, args)
     tr = Trainer(cfg, not args.no_adversarial, args.adv_weight, args.steps, args.ema)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -164,7 +202,7 @@ def train(args) -> dict:
         before, last = _logged(out / "log.jsonl", start)
     log = (out / "log.jsonl").open("a")
     t0, acc = time.time() - before, np.zeros(4)
-    it = iter(ds)
+    it = iter(ds.skip(start))  # a resumed run goes on with the batches it would have had
     for step in range(start + 1, args.steps + 1):
         bx, by = next(it)
         lam = args.adv_weight * min(1.0, step / max(1, args.steps / 4))
@@ -186,6 +224,7 @@ def train(args) -> dict:
     tr.ema.save_weights(str(out / "generator.weights.h5"))  # the last step's (a resumed run: its checkpoint's)
     summary = {"sequence": args.seq, "config": cfg.to_dict(), "context_mm": context_mm(args.train),
                "same_neighbours": args.same_neighbours if x.shape[-1] > 1 else 0.0,
+               "balance": args.balance,
                "adversarial": not args.no_adversarial,
                "adv_weight": args.adv_weight, "ema": args.ema, "val_every": args.val_every, "steps": args.steps, "batch": args.batch,
                "seed": args.seed, "params": int(tr.g.count_params()),
@@ -227,6 +266,8 @@ def parser() -> argparse.ArgumentParser:
                    help="decay of the weights' moving average that is validated and kept (0: off)")
     p.add_argument("--same-neighbours", type=float, default=0.03,
                    help="share of 2.5D tiles trained with the centre slice as every neighbour")
+    p.add_argument("--balance", choices=sorted(BALANCE),
+                   help="draw tiles so that every study, or every enhancement pattern, weighs the same")
     p.add_argument("--no-adversarial", action="store_true")
     p.add_argument("--no-attention", action="store_true")
     p.add_argument("--no-multiscale", action="store_true")

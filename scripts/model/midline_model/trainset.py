@@ -178,19 +178,22 @@ def build(seeds, out: Path, small: bool = False, cache: Path | None = None, cont
     `tiles/` folder beside `out`). context c > 0 makes 2.5D tiles (2c+1 slices as channels,
     context_mm apart, or adjacent slices for 0); the file records context_mm for training."""
     cache = cache or out.parent / "tiles"
-    per_seq: dict[str, list] = {s: [[], [], []] for s in phantom.SEQUENCES}
+    per_seq: dict[str, list] = {s: [[], [], [], []] for s in phantom.SEQUENCES}
     t0 = time.time()
     for i, seed in enumerate(seeds):
+        enhancement = phantom.tumour_of(seed).enhancement
         for seq, (imgs, masks) in seed_tiles(seed, cache, small, context, context_mm).items():
             per_seq[seq][0].append(imgs)
             per_seq[seq][1].append(masks)
             per_seq[seq][2].append(np.full(len(imgs), seed, np.int32))
+            per_seq[seq][3].append(np.full(len(imgs), enhancement))
         print(f"trainset: seed {seed} ({i + 1}/{len(seeds)}) {time.time() - t0:.0f}s", flush=True)
     arrays = {}
-    for seq, (imgs, masks, sub) in per_seq.items():
+    for seq, (imgs, masks, sub, enh) in per_seq.items():
         arrays[f"{seq}_image"] = np.concatenate(imgs)
         arrays[f"{seq}_mask"] = np.concatenate(masks)
         arrays[f"{seq}_seed"] = np.concatenate(sub)
+        arrays[f"{seq}_enhancement"] = np.concatenate(enh)  # the tumour's pattern on T1C
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **arrays, context_mm=np.float64(context_mm if context else 0.0))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from midline_model import data, evaluate, export, infer, opcheck, train, trainset
+from midline_model import data, evaluate, export, infer, opcheck, phantom, train, trainset
 from midline_model import model as M
 
 
@@ -161,3 +161,32 @@ def test_ship_never_overwrites_a_later_version(tmp_path):
             pipeline._check_version(tmp_path, v)
     pipeline._check_version(tmp_path, "1.2.0")
     pipeline._check_version(tmp_path / "absent", "1.0.0")
+
+
+def test_balanced_batches_give_every_study_the_same_share():
+    # Three studies with 10, 100 and 1000 tiles; each tile's image holds its study's number.
+    study = np.repeat([1, 4, 7], [10, 100, 1000]).astype(np.int32)
+    x = np.broadcast_to(study[:, None, None, None], (len(study), 4, 4, 1)).astype(np.float32)
+    y = np.zeros_like(x)
+    args = train.parser().parse_args(["--seq", "T1C", "--train", ".", "--val", ".", "--out", ".",
+                                      "--steps", "300", "--batch", "10"])
+    drawn = np.concatenate([bx.numpy()[:, 0, 0, 0] for bx, _ in train.batches(x, y, study, args)])
+    assert len(drawn) == 3000
+    # The augmentation scales by 0.9-1.1 and shifts by 0.15 at most: the study is still legible.
+    which = lambda v: np.digitize(v, [2.5, 5.5])
+    share = np.bincount(which(drawn), minlength=3) / len(drawn)
+    assert share == pytest.approx([1 / 3] * 3, abs=0.04)
+    # Unbalanced, the shuffled tiles follow the studies' sizes.
+    plain = np.concatenate([bx.numpy()[:, 0, 0, 0] for bx, _ in train.batches(x, y, None, args).take(300)])
+    assert np.mean(which(plain) == 2) > 0.85
+
+
+def test_tiles_say_their_study_and_enhancement_pattern(tiles, tmp_path):
+    assert set(train.tile_groups(tiles, "T1C", "study")) == {4}
+    assert set(train.tile_groups(tiles, "T1C", "enhancement")) == {phantom.tumour_of(4).enhancement}
+    assert phantom.tumour_of(4) == phantom.generate(4, small=True).tumour
+    old = tmp_path / "old.npz"  # a hospital's tiles carry no pattern: balancing by it is refused
+    with np.load(tiles) as z:
+        np.savez(old, **{k: z[k] for k in z.files if not k.endswith("_enhancement")})
+    with pytest.raises(SystemExit, match="enhancement"):
+        train.tile_groups(old, "T1C", "enhancement")

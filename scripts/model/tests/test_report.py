@@ -24,6 +24,9 @@ def test_card_and_results_carry_the_evaluated_numbers(tmp_path):
     card25 = report.model_card(meta25, ev, info | {"same_neighbours": 0.1})
     assert "the slices 5 mm above and below it as 3 channels" in card25
     assert "100 tiles (10% of them drawn with the centre slice as every neighbour)" in card25
+    assert "weighs the same" not in card25
+    balanced = report.model_card(meta, ev, info | {"balance": "enhancement"})
+    assert "100 tiles, drawn so that each enhancement pattern of the tumour weighs the same in the batches, 10 steps" in balanced
     d = tmp_path / "dmg-t2"
     d.mkdir()
     (d / "model.json").write_text(json.dumps(meta))
