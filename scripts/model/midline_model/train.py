@@ -50,12 +50,7 @@ def context_mm(path: Path) -> float:
 
 def studies(path: Path, seq: str) -> list[int]:
     """The phantom seeds (or case numbers) a tile file was made from."""
-    return sorted(int(s) for s in np.unique(tile_studies(path, seq)))
-
-
-def tile_studies(path: Path, seq: str) -> np.ndarray:
-    """The study (phantom seed or case number) each tile of a tile file was cut from."""
-    return tile_groups(path, seq, "study")
+    return sorted(int(s) for s in np.unique(tile_groups(path, seq, "study")))
 
 
 # What --balance can weigh alike, and the array of a tile file that says it per tile.
