@@ -211,7 +211,7 @@ func (r *Runner) segmentSeries(ctx context.Context, n int, sliceMM float64, at f
 		var next [][]bool
 		if i < last {
 			kept[i] = make([]Image, n)
-			if !r.noGate {
+			if !r.noGate && r.plan.RoiGate > 0 { // a gate of 0 opens every tile: nothing to compute
 				next = make([][]bool, n)
 			}
 		}

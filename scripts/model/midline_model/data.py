@@ -59,6 +59,15 @@ class Normalization:
 # normal tissue, so FLAIR keeps all but the top 0.05 % (RESULTS.md).
 NORMALIZATION = {"T2": (0.5, 99.5), "FLAIR": (0.5, 99.95), "T1C": (0.5, 99.5)}
 
+# Each sequence's roi_gate, written into its model.json by export and used by its evaluation. The
+# gate runs a fine tile only where the coarse (2 mm) scale saw something, which assumes that the
+# coarse scale finds every lesion. On T1C it does not: in the recipe's runs the 2 mm scale gave a
+# ring-enhancing lesion with a necrotic core no probability at all (at most 0.001 inside the GTV)
+# while the 1 mm scale found it, and the gate dropped the whole lesion, one to four of the five
+# ring lesions among the test studies from one run to the next (README, "T1C"). T1C runs every
+# tile: about twice the tiles, no lesion lost to the gate.
+ROI_GATE = {"T2": 0.05, "FLAIR": 0.05, "T1C": 0.0}
+
 
 def fit_normalization(volume: np.ndarray, p_low: float = 0.5, p_high: float = 99.5) -> Normalization:
     """DESIGN.md's percentile-zscore, fitted on a whole series (not per slice or tile)."""

@@ -158,6 +158,14 @@ def summarize(per: list[dict], names) -> dict:
     return out
 
 
+def plan(seq: str, context: int = 0, context_mm: float = 0.0) -> infer.Plan:
+    """The tiled inference a sequence's model is evaluated with: the plan its bundle's
+    model.json gives the firmware (export.model_json)."""
+    low, high = data.NORMALIZATION[seq]
+    return infer.Plan(p_low=low, p_high=high, roi_gate=data.ROI_GATE[seq], context=context,
+                      context_mm=context_mm)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m midline_model.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -187,9 +195,7 @@ def main(argv: list[str] | None = None) -> None:
             inp = json.loads(meta.read_text())["input"]
             context, context_mm = inp["context_slices"], inp.get("context_mm", 0.0)
     tau = tune_baseline(args.seq, range(args.val_first, args.val_first + args.val_count), args.cases)
-    low, high = data.NORMALIZATION[args.seq]
-    plan = infer.Plan(p_low=low, p_high=high, context=context, context_mm=context_mm)
-    res = evaluate(args.seq, fns, plan, {"threshold": 0.5, "min_component_mm3": 50},
+    res = evaluate(args.seq, fns, plan(args.seq, context, context_mm), {"threshold": 0.5, "min_component_mm3": 50},
                    range(args.first, args.first + args.count), args.cases, tau)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")

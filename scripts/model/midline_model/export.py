@@ -78,7 +78,7 @@ def model_json(seq: str, version: str, evaluation: dict | None, checks: str, sel
         "input": {"size": 128, "channels": channels, "context_slices": (channels - 1) // 2,
                   **({"context_mm": context_mm} if channels > 1 and context_mm else {})},
         "scales_mm": [1.0, 2.0], "scale_weights": [0.7, 0.3],
-        "tile_overlap": 0.5, "blend": "gaussian", "roi_gate": 0.05,
+        "tile_overlap": 0.5, "blend": "gaussian", "roi_gate": data.ROI_GATE[seq],
         "normalization": {"method": "percentile-zscore", "p_low": data.NORMALIZATION[seq][0],
                           "p_high": data.NORMALIZATION[seq][1]},
         "threshold": 0.5, "min_component_mm3": 50,

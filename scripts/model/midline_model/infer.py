@@ -109,7 +109,7 @@ def run_series(real: np.ndarray, spacing: tuple[float, float, float], tile_fn: T
         scale = plan.scales_mm[si]
         zs = data.resample_inplane(z, spacing, scale)
         gate = None
-        if coarse is not None and gating:
+        if coarse is not None and gating and plan.roi_gate > 0:  # a gate of 0 opens every tile
             stride = max(1, round(plan.size * (1 - plan.tile_overlap)))
             g = data.resample_inplane(coarse, spacing, scale, order=1)
             gate = ndimage.maximum_filter(g, size=(2 * reach + 1, 2 * stride + 1, 2 * stride + 1))

@@ -7,7 +7,8 @@ The recipe (each shipped bundle's MODEL_CARD.md says how that bundle was made, s
 recipes): tiles of --train-count training studies from seed 1000 and --val-count validation
 studies from seed 2000 (T2's 2.5D, CONTEXT), then per sequence STEPS[seq] steps of batch 16
 (--steps sets one count for all) keeping the moving average of the generator's weights at the
-last step, and the ablation at the T2 model's budget, on the T2 model's tiles.
+last step, each model evaluated and shipped with its sequence's ROI gate (data.ROI_GATE: none for
+T1C), and the ablation at the T2 model's budget, on the T2 model's tiles.
 The counts' defaults are main's and STEPS; a run records what it used in the work folder's
 recipe.json.
 
@@ -24,7 +25,7 @@ import argparse
 import json
 from pathlib import Path
 
-from midline_model import evaluate, export, infer, report, train, trainset
+from midline_model import data, evaluate, export, infer, report, train, trainset
 
 
 # 2.5D context per sequence: (slices on each side, mm between a tile's channels). T2 sees the
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     _check_recipe(work, {"train_seeds": [1000, 1000 + args.train_count],
                          "val_seeds": [2000, 2000 + args.val_count],
                          "steps": {s: args.steps or STEPS[s] for s in STEPS},
-                         "kept": _kept(d),
+                         "kept": _kept(d), "roi_gate": dict(data.ROI_GATE),
                          "context": {s: {"slices": c, "mm": mm, "same_neighbours": d.same_neighbours}
                                      for s, (c, mm) in CONTEXT.items()}})
     seqs = args.seq or ["T2", "FLAIR", "T1C"]

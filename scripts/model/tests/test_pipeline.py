@@ -190,3 +190,12 @@ def test_tiles_say_their_study_and_enhancement_pattern(tiles, tmp_path):
         np.savez(old, **{k: z[k] for k in z.files if not k.endswith("_enhancement")})
     with pytest.raises(SystemExit, match="enhancement"):
         train.tile_groups(old, "T1C", "enhancement")
+
+
+def test_evaluation_runs_the_plan_the_bundle_gives_the_firmware():
+    # The numbers in model.json must describe what the box does with that model.json.
+    for seq, channels, mm in (("T2", 3, 5.0), ("FLAIR", 1, 0.0), ("T1C", 1, 0.0)):
+        meta = export.model_json(seq, "1.0.0", None, "checks", "0" * 64, "note", channels, mm)
+        assert infer.Plan.from_bundle(meta) == evaluate.plan(seq, (channels - 1) // 2, mm)
+    # T1C runs every tile: its 2 mm scale can miss a ring-enhancing lesion (data.ROI_GATE).
+    assert evaluate.plan("T1C").roi_gate == 0.0 < evaluate.plan("T2").roi_gate
