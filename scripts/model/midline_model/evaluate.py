@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> None:
             inp = json.loads(meta.read_text())["input"]
             context, context_mm = inp["context_slices"], inp.get("context_mm", 0.0)
     tau = tune_baseline(args.seq, range(args.val_first, args.val_first + args.val_count), args.cases)
-    res = evaluate(args.seq, fns, plan(args.seq, context, context_mm), {"threshold": 0.5, "min_component_mm3": 50},
+    res = evaluate(args.seq, fns, plan(args.seq, context, context_mm),
+                   {"threshold": 0.5, "min_component_mm3": 50},
                    range(args.first, args.first + args.count), args.cases, tau)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")
