@@ -160,10 +160,8 @@ def summarize(per: list[dict], names) -> dict:
 
 def plan(seq: str, context: int = 0, context_mm: float = 0.0) -> infer.Plan:
     """The tiled inference a sequence's model is evaluated with: the plan its bundle's
-    model.json gives the firmware (export.model_json)."""
-    low, high = data.NORMALIZATION[seq]
-    return infer.Plan(p_low=low, p_high=high, roi_gate=data.ROI_GATE[seq], context=context,
-                      context_mm=context_mm)
+    model.json gives the firmware (infer.bundle_plan)."""
+    return infer.Plan.from_bundle(infer.bundle_plan(seq, 2 * context + 1, context_mm))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from midline_model import model as M
-from midline_model import data, opcheck, tflite, train
+from midline_model import infer, opcheck, tflite, train
 
 ROI = {"T2": ("GTV_T2_AI", [255, 64, 64]), "FLAIR": ("GTV_FLAIR_AI", [255, 160, 32]),
        "T1C": ("GTV_T1C_AI", [64, 160, 255])}
@@ -75,13 +75,7 @@ def model_json(seq: str, version: str, evaluation: dict | None, checks: str, sel
         "targets": {"cpu": {"file": "model.tflite",
                             "selftest": {"input": "selftest_in.bin", "output_sha256": selftest_sha}}},
         "checks": {"edgetpu": checks},
-        "input": {"size": 128, "channels": channels, "context_slices": (channels - 1) // 2,
-                  **({"context_mm": context_mm} if channels > 1 and context_mm else {})},
-        "scales_mm": [1.0, 2.0], "scale_weights": [0.7, 0.3],
-        "tile_overlap": 0.5, "blend": "gaussian", "roi_gate": data.ROI_GATE[seq],
-        "normalization": {"method": "percentile-zscore", "p_low": data.NORMALIZATION[seq][0],
-                          "p_high": data.NORMALIZATION[seq][1]},
-        "threshold": 0.5, "min_component_mm3": 50,
+        **infer.bundle_plan(seq, channels, context_mm),
         "metrics": {"test": test, "data": data_note},
         "runtime": {"min_firmware": "0.1.0"},
     }

@@ -62,6 +62,21 @@ class Plan:
                    context_mm=meta["input"].get("context_mm", 0.0))
 
 
+def bundle_plan(seq: str, channels: int = 1, context_mm: float = 0.0) -> dict:
+    """The fields of a sequence's model.json that say how the firmware tiles, fuses and
+    thresholds (export.model_json writes them; the evaluation runs Plan.from_bundle of them), so
+    that a bundle's numbers describe what the box does with it."""
+    return {
+        "input": {"size": 128, "channels": channels, "context_slices": (channels - 1) // 2,
+                  **({"context_mm": context_mm} if channels > 1 and context_mm else {})},
+        "scales_mm": [1.0, 2.0], "scale_weights": [0.7, 0.3],
+        "tile_overlap": 0.5, "blend": "gaussian", "roi_gate": data.ROI_GATE[seq],
+        "normalization": {"method": "percentile-zscore", "p_low": data.NORMALIZATION[seq][0],
+                          "p_high": data.NORMALIZATION[seq][1]},
+        "threshold": 0.5, "min_component_mm3": 50,
+    }
+
+
 @dataclass
 class Stats:
     tiles_run: int = 0
