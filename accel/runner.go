@@ -22,7 +22,8 @@ type Runner struct {
 	noGate  bool // tests: run every tile whatever roi_gate says
 	// Per-slice accumulators, kept between slices so that a series makes little garbage (a
 	// garbage-collected heap grows with what it frees, and the box has little memory).
-	fused, acc, wsum []float64
+	acc, wsum []float64
+	native    [][]float32 // each scale's probability of the slice at hand on its native grid
 	// Flip test-time augmentation: the mirrored tile's input and output.
 	flipIn, flipOut []int8
 	scratch         arena  // one slice's images, reused by the next slice
@@ -248,29 +249,40 @@ func (r *Runner) segmentSeries(ctx context.Context, n int, sliceMM float64, at f
 				}
 				continue
 			}
-			// Accumulate in float64 and round once: a constant model then gives exactly its constant.
-			fused := zeroed(&r.fused, rows*cols)
-			var weights float64
-			for j, sj := range r.order {
+			r.native = r.native[:0]
+			for j := range r.order {
 				p := ps
 				if j < last {
 					p = kept[j][k]
 				}
-				w := r.plan.ScaleWeights[sj]
-				for x, v := range r.toNative(p, rows, cols).Pix {
-					fused[x] += w * float64(v)
-				}
-				weights += w
+				r.native = append(r.native, r.toNative(p, rows, cols).Pix)
 			}
-			out := Image{Rows: rows, Cols: cols, Pix: r.scratch.get(len(fused))}
-			for x, v := range fused {
-				out.Pix[x] = float32(v / weights)
-			}
-			emit(k, out)
+			emit(k, r.fuse(rows, cols))
 		}
 		pass = next
 	}
 	return stats, nil
+}
+
+// fuse weighs the scales' probabilities of one slice, mapped onto its native grid (r.native, in
+// r.order), into one image: in one pass, each pixel's sum in float64 in scale order and rounded
+// once, so that a constant model gives exactly its constant.
+func (r *Runner) fuse(rows, cols int) Image {
+	var weights float64
+	ws := make([]float64, len(r.order)) // the scales' weights in r.order
+	for j, sj := range r.order {
+		ws[j] = r.plan.ScaleWeights[sj]
+		weights += ws[j]
+	}
+	out := Image{Rows: rows, Cols: cols, Pix: r.scratch.get(rows * cols)}
+	for x := range out.Pix {
+		var v float64
+		for j, p := range r.native {
+			v += ws[j] * float64(p[x])
+		}
+		out.Pix[x] = float32(v / weights)
+	}
+	return out
 }
 
 // channels checks a slice and returns the images a tile is cut from: the slice, or its context.

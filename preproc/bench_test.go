@@ -29,6 +29,19 @@ func BenchmarkFitNormalizationPhantom(b *testing.B) {
 	}
 }
 
+// A full-size series' worth of values (512x512x30), large enough for the split passes.
+func BenchmarkFitNormalization512x30(b *testing.B) {
+	v := make([]float32, 512*512*30)
+	for i := range v {
+		v[i] = float32((i*7919)%1201) + float32(i%3)*0.25 // spread over 0 to 1200
+	}
+	for b.Loop() {
+		if _, err := FitNormalization(v, 0.5, 99.5); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // One 512x512 slice at 0.5 mm shrunk to 2 mm (anti-aliased): the costliest resampling.
 func BenchmarkResample512To2mm(b *testing.B) {
 	r, err := NewResampler(512, 512, [2]float64{0.5, 0.5}, 2)

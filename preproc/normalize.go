@@ -272,23 +272,47 @@ func bucket(hist []int, r int) (uint32, int) {
 
 // clippedMoments returns the mean and population standard deviation of the foreground clipped
 // to [lo, hi], in float64 with compensated sums (numpy sums pairwise; both are within an ulp or
-// so of the exact sum, far below float32 rounding).
+// so of the exact sum, far below float32 rounding). Each pass sums fixed chunks of momentChunk
+// values, shared among the workers, then the chunks' sums in order: the result depends on the
+// values alone, not on how many workers there are.
 func clippedMoments(values []float32, t, lo, hi float32, n int) (mean, std float64) {
-	var s neumaier
-	for _, v := range values {
-		if v > t {
-			s.add(float64(min(max(v, lo), hi)))
+	mean = chunkedSum(values, func(vs []float32) (s neumaier) {
+		for _, v := range vs {
+			if v > t {
+				s.add(float64(min(max(v, lo), hi)))
+			}
 		}
-	}
-	mean = s.sum() / float64(n)
-	var q neumaier
-	for _, v := range values {
-		if v > t {
-			d := float64(min(max(v, lo), hi)) - mean
-			q.add(d * d)
+		return s
+	}) / float64(n)
+	q := chunkedSum(values, func(vs []float32) (s neumaier) {
+		for _, v := range vs {
+			if v > t {
+				d := float64(min(max(v, lo), hi)) - mean
+				s.add(d * d)
+			}
 		}
+		return s
+	})
+	return mean, math.Sqrt(q / float64(n))
+}
+
+// momentChunk is how many values clippedMoments sums before it combines.
+const momentChunk = 1 << 18
+
+// chunkedSum adds up sum(chunk), the compensated sums of the values' chunks (clippedMoments).
+func chunkedSum(values []float32, sum func([]float32) neumaier) float64 {
+	sums := make([]neumaier, (len(values)+momentChunk-1)/momentChunk)
+	spread(min(workers(len(values), parallelValues), len(sums)), len(sums), func(_, from, to int) {
+		for c := from; c < to; c++ {
+			sums[c] = sum(values[c*momentChunk : min((c+1)*momentChunk, len(values))])
+		}
+	})
+	var all neumaier
+	for _, s := range sums {
+		all.add(s.s)
+		all.add(s.c)
 	}
-	return mean, math.Sqrt(q.sum() / float64(n))
+	return all.sum()
 }
 
 type neumaier struct{ s, c float64 }
