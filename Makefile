@@ -122,7 +122,7 @@ pytest: $(VENV_STAMP)
 ## scripts/model/RESULTS.md (hours on 2 cores, not yet run end to end; resumes where it stopped,
 ## in MODEL_WORK, which must not hold another recipe's work).
 ## MODEL_VERSION is what the bundles are released as; it must be above the committed ones.
-MODEL_WORK ?= build/model-v18
+MODEL_WORK ?= build/model-v20
 MODEL_VERSION ?= 1.0.0
 model: $(VENV_STAMP)
 	cd scripts/model && ../../$(VENV_PY) -m midline_model.pipeline --work ../../$(MODEL_WORK) \

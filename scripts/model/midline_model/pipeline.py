@@ -69,7 +69,7 @@ def _evaluate(seq: str, run: Path, tflite: Path | None, work: Path, count: int) 
 
 
 # Training steps per sequence (batch 16).
-STEPS = {"T2": 2400, "FLAIR": 1000, "T1C": 800}
+STEPS = {"T2": 2400, "FLAIR": 1000, "T1C": 2400}
 
 
 def ship(seq: str, work: Path, models: Path, steps: int, test_count: int, version: str) -> dict:
@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
                          "val_seeds": [2000, 2000 + args.val_count],
                          "steps": {s: args.steps or STEPS[s] for s in STEPS},
                          "kept": _kept(d), "roi_gate": dict(data.ROI_GATE),
+                         "normalization": {seq: list(pct) for seq, pct in data.NORMALIZATION.items()},
                          "context": {s: {"slices": c, "mm": mm, "same_neighbours": d.same_neighbours}
                                      for s, (c, mm) in CONTEXT.items()}})
     seqs = args.seq or ["T2", "FLAIR", "T1C"]
