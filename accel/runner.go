@@ -11,15 +11,18 @@ import (
 // tile's input and output buffers and the blending weights, so the hot path allocates only the
 // per-slice images. A Runner is not safe for concurrent use.
 type Runner struct {
-	model   TileModel
-	plan    Plan
-	rs      Resampler
-	order   []int
-	weight  []float32
-	in, out []int8
-	inQ     quant
-	outQ    quant
-	noGate  bool // tests: run every tile whatever roi_gate says
+	model  TileModel
+	plan   Plan
+	rs     Resampler
+	order  []int
+	weight []float32
+	// The plan's scale_weights in order, and their sum (added in that order), for fuse.
+	scaleW    []float64
+	scaleWSum float64
+	in, out   []int8
+	inQ       quant
+	outQ      quant
+	noGate    bool // tests: run every tile whatever roi_gate says
 	// Per-slice accumulators, kept between slices so that a series makes little garbage (a
 	// garbage-collected heap grows with what it frees, and the box has little memory).
 	acc, wsum []float64
@@ -165,6 +168,10 @@ func NewRunner(m TileModel, p Plan, rs Resampler) (*Runner, error) {
 	if p.FlipTTA {
 		r.flipIn, r.flipOut = make([]int8, n*p.Channels()), make([]int8, n)
 	}
+	for _, si := range r.order {
+		r.scaleW = append(r.scaleW, p.ScaleWeights[si])
+		r.scaleWSum += p.ScaleWeights[si]
+	}
 	return r, nil
 }
 
@@ -257,30 +264,24 @@ func (r *Runner) segmentSeries(ctx context.Context, n int, sliceMM float64, at f
 				}
 				r.native = append(r.native, r.toNative(p, rows, cols).Pix)
 			}
-			emit(k, r.fuse(rows, cols))
+			emit(k, r.fuse(r.native, rows, cols))
 		}
 		pass = next
 	}
 	return stats, nil
 }
 
-// fuse weighs the scales' probabilities of one slice, mapped onto its native grid (r.native, in
-// r.order), into one image: in one pass, each pixel's sum in float64 in scale order and rounded
-// once, so that a constant model gives exactly its constant.
-func (r *Runner) fuse(rows, cols int) Image {
-	var weights float64
-	ws := make([]float64, len(r.order)) // the scales' weights in r.order
-	for j, sj := range r.order {
-		ws[j] = r.plan.ScaleWeights[sj]
-		weights += ws[j]
-	}
+// fuse weighs the scales' probabilities of one slice, mapped onto its native grid (in r.order),
+// into one image: in one pass, each pixel's sum in float64 in scale order and rounded once, so
+// that a constant model gives exactly its constant.
+func (r *Runner) fuse(native [][]float32, rows, cols int) Image {
 	out := Image{Rows: rows, Cols: cols, Pix: r.scratch.get(rows * cols)}
 	for x := range out.Pix {
 		var v float64
-		for j, p := range r.native {
-			v += ws[j] * float64(p[x])
+		for j, p := range native {
+			v += r.scaleW[j] * float64(p[x])
 		}
-		out.Pix[x] = float32(v / weights)
+		out.Pix[x] = float32(v / r.scaleWSum)
 	}
 	return out
 }
