@@ -96,7 +96,8 @@ gotest:
 FUZZ_TIME ?= 10s
 FUZZERS := netdicom:FuzzPDU netdicom:FuzzReadHead netdicom:FuzzDecodeRLE netdicom:FuzzSCPAssociation \
 	accel:FuzzParseBundleMeta board:FuzzParseSimScript board:FuzzParseMilliC preproc:FuzzLoadInstance \
-	firmware/config:FuzzParse firmware/mqtt:FuzzDecodeRecord ota:FuzzUnpack ota:FuzzParseCustom
+	firmware/config:FuzzParse firmware/mqtt:FuzzDecodeRecord ota:FuzzUnpack ota:FuzzParseCustom \
+	ota:FuzzParseSiteApproval firmware/daemon:FuzzParseOTACommand
 fuzz-short:
 	@GO=$(GO) scripts/fuzz-short.sh $(FUZZ_TIME) $(FUZZERS)
 

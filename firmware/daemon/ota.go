@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -173,13 +174,40 @@ func (d *Daemon) slotOf(seq string) string {
 	return st.Committed.Slot
 }
 
+// MaxOTACommand bounds an ota/cmd payload: a command is four short fields.
+const MaxOTACommand = 4096
+
+// ParseOTACommand decodes and checks an ota/cmd payload (docs/contracts.md): one JSON object of
+// OTACommandSchema, no unknown field, action "update" (or empty, the same) or "check". A typo
+// must not read as a default: a misspelt "now" would wait for the window, a misspelt "target"
+// would only check, and an unknown action would update.
+func ParseOTACommand(raw []byte) (OTACommand, error) {
+	var cmd OTACommand
+	if len(raw) > MaxOTACommand {
+		return cmd, fmt.Errorf("%d bytes, more than %d", len(raw), MaxOTACommand)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cmd); err != nil {
+		return cmd, err
+	}
+	switch {
+	case dec.More():
+		return cmd, errors.New("data after the object")
+	case cmd.Schema != OTACommandSchema:
+		return cmd, fmt.Errorf("schema %q, want %q", cmd.Schema, OTACommandSchema)
+	case cmd.Action != "" && cmd.Action != "update" && cmd.Action != "check":
+		return cmd, fmt.Errorf("action %q: want update or check", cmd.Action)
+	}
+	return cmd, nil
+}
+
 // otaCommand takes a command from MQTT; it never blocks the MQTT client.
 func (d *Daemon) otaCommand(c mqtt.Command) {
-	var cmd OTACommand
-	err := json.Unmarshal(c.Payload, &cmd)
+	cmd, err := ParseOTACommand(c.Payload)
 	switch {
-	case err != nil || cmd.Schema != OTACommandSchema:
-		d.event(Event{Type: "ota_command_refused", Detail: fmt.Sprintf("not a %s message on %s", OTACommandSchema, c.Topic)})
+	case err != nil:
+		d.event(Event{Type: "ota_command_refused", Detail: fmt.Sprintf("%s on %s: %v", OTACommandSchema, c.Topic, err)})
 		return
 	case d.ota == nil || d.ota.mgr == nil || !d.cfg.OTA.Enabled():
 		d.event(Event{Type: "ota_command_refused", Detail: "over-the-air updates are off (ota.repo_url empty or models.dir without slots)"})

@@ -72,15 +72,21 @@ func TestOTAThroughMQTT(t *testing.T) {
 	if m := r.d.modelList(); len(m) != 2 || m[1].Sequence != "T2" || m[1].Slot != "a" || m[1].Version != shippedT2 {
 		t.Fatalf("seeded models %+v", m)
 	}
-	push := func(target string) {
+	publish := func(b []byte) {
 		c := paho.NewClient(paho.NewClientOptions().AddBroker(r.broker.URL()).SetClientID("it-push"))
 		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			t.Fatal(tok.Error())
 		}
 		defer c.Disconnect(100)
-		b, _ := json.Marshal(OTACommand{Schema: OTACommandSchema, Target: target, Now: true})
 		c.Publish("midline/v1/test-site/group/ward-a/ota/cmd", 1, false, b).WaitTimeout(10 * time.Second)
 	}
+	push := func(target string) {
+		b, _ := json.Marshal(OTACommand{Schema: OTACommandSchema, Target: target, Now: true})
+		publish(b)
+	}
+	// An action the box does not know is refused with its reason, not taken for an update.
+	publish([]byte(`{"schema":"midline.ota-cmd/1","action":"rollback","target":"` + good + `","now":true}`))
+	waitFor(t, "ota_command_refused", func() bool { return subHas(r, `action \"rollback\"`) })
 	push(other)
 	waitFor(t, "ota_rejected", func() bool { return subHas(r, `"type":"ota_rejected"`) })
 	push(good)
