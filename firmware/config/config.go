@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/midline-rt/midline/board"
@@ -90,7 +91,20 @@ type Destination struct {
 // Engine selects the inference engine.
 type Engine struct {
 	Kind    string `yaml:"kind"`    // EngineCPU or EngineEdgeTPU
-	Threads int    `yaml:"threads"` // CPU threads; 0: one per core
+	Threads int    `yaml:"threads"` // CPU threads; 0: one per core (ThreadCount)
+}
+
+// MaxThreads bounds engine.threads.
+const MaxThreads = 64
+
+// ThreadCount is the number of CPU threads the engine runs with: engine.threads, or one per
+// core (at most MaxThreads) when it is 0. TFLite's own default for an unset count is one
+// thread, so 0 is never passed on.
+func (e Engine) ThreadCount() int {
+	if e.Threads > 0 {
+		return e.Threads
+	}
+	return min(runtime.NumCPU(), MaxThreads)
 }
 
 // Engine kinds.

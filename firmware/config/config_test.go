@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,21 @@ func TestDefaultsAndOverrides(t *testing.T) {
 	}
 	if c.Destinations[0].Profile.HoleMode != contour.HolesSeparate || c.Models.Dir != "/var/lib/midline/models" {
 		t.Errorf("derived defaults: %+v %+v", c.Destinations[0].Profile, c.Models)
+	}
+}
+
+// TestThreadCount: engine.threads 0 (the default) runs one thread per core, never TFLite's own
+// default for an unset count (one thread); a set count is kept.
+func TestThreadCount(t *testing.T) {
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Engine.ThreadCount(), min(runtime.NumCPU(), MaxThreads); c.Engine.Threads != 0 || got != want {
+		t.Errorf("default engine.threads %d runs %d threads, want %d (one per core)", c.Engine.Threads, got, want)
+	}
+	if c, err = Parse([]byte(minimal + "engine:\n  threads: 3\n")); err != nil || c.Engine.ThreadCount() != 3 {
+		t.Errorf("engine.threads 3: %v threads, %v", c.Engine.ThreadCount(), err)
 	}
 }
 

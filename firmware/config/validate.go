@@ -201,8 +201,8 @@ func (c Config) validateEngine(p *problems) {
 	default:
 		p.add("engine.kind", "must be cpu or edgetpu")
 	}
-	if c.Engine.Threads < 0 || c.Engine.Threads > 64 {
-		p.add("engine.threads", "must be 0 (one per core) .. 64")
+	if c.Engine.Threads < 0 || c.Engine.Threads > MaxThreads {
+		p.add("engine.threads", "must be 0 (one per core) .. %d", MaxThreads)
 	}
 	if c.Models.Dir == "" {
 		p.add("models.dir", "required")

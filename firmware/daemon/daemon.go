@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/midline-rt/midline/accel"
 	"github.com/midline-rt/midline/board"
 	"github.com/midline-rt/midline/firmware/config"
 	"github.com/midline-rt/midline/firmware/mqtt"
@@ -184,10 +183,10 @@ func (d *Daemon) openModels(ctx context.Context) error {
 	}
 	d.models = map[string]*pipeline.Model{}
 	for _, e := range bundles {
-		m, err := pipeline.OpenModel(ctx, e.dir, accel.Options{Engine: accel.Kind(d.cfg.Engine.Kind), Threads: d.cfg.Engine.Threads})
+		m, err := pipeline.OpenModel(ctx, e.dir, d.engineOptions())
 		if err != nil { // a trial that fails at start rolls back; the committed model loads instead
 			if alt, ok := d.otaLoadFailed(e.name, err); ok {
-				m, err = pipeline.OpenModel(ctx, alt, accel.Options{Engine: accel.Kind(d.cfg.Engine.Kind), Threads: d.cfg.Engine.Threads})
+				m, err = pipeline.OpenModel(ctx, alt, d.engineOptions())
 			}
 		}
 		if err != nil {

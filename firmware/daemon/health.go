@@ -115,7 +115,7 @@ func (d *Daemon) health() Health {
 	}
 	h.Queue = QueueHealth{Queued: h.Jobs[JobQueued], Running: h.Jobs[JobRunning]}
 	h.DICOM = DICOMHealth{Associations: d.server.Associations(), Instances: d.instances.Load()}
-	h.CPU = CPUHealth{Load1: loadAvg(), Cores: runtime.NumCPU(), Thread: d.cfg.Engine.Threads}
+	h.CPU = CPUHealth{Load1: loadAvg(), Cores: runtime.NumCPU(), Thread: d.cfg.Engine.ThreadCount()}
 	h.Memory = memory()
 	h.Disk = DiskHealth{StateDirFreeBytes: d.diskFree(), LowWatermarkBytes: uint64(d.cfg.DICOM.DiskLowWatermark)}
 	h.Outbox.DICOMPending, h.Outbox.DICOMDead = d.dicomOutboxCounts()

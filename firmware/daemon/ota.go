@@ -113,8 +113,9 @@ func seedFS(dir string) fs.FS {
 	return models.FS()
 }
 
+// engineOptions are the engine every model of the daemon opens with.
 func (d *Daemon) engineOptions() accel.Options {
-	return accel.Options{Engine: accel.Kind(d.cfg.Engine.Kind), Threads: d.cfg.Engine.Threads}
+	return accel.Options{Engine: accel.Kind(d.cfg.Engine.Kind), Threads: d.cfg.Engine.ThreadCount()}
 }
 
 // bundleDir is one bundle openModels loads: by sequence from the slots, or a folder of a
