@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/midline-rt/midline/internal/tlsfiles"
 	"github.com/midline-rt/midline/netdicom"
 )
 
@@ -45,23 +44,9 @@ func (f *scuFlags) options(addr string) (netdicom.ClientOptions, error) {
 		return o, nil
 	}
 	host, _, _ := net.SplitHostPort(addr)
-	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
-	if f.ca != "" {
-		pem, err := os.ReadFile(f.ca)
-		if err != nil {
-			return o, err
-		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return o, fmt.Errorf("%s holds no certificate", f.ca)
-		}
-	}
-	if f.cert != "" {
-		c, err := tls.LoadX509KeyPair(f.cert, f.key)
-		if err != nil {
-			return o, err
-		}
-		cfg.Certificates = []tls.Certificate{c}
+	cfg, err := tlsfiles.Client(host, f.ca, f.cert, f.key)
+	if err != nil {
+		return o, fmt.Errorf("TLS %w", err)
 	}
 	o.TLS = cfg
 	return o, nil

@@ -3,7 +3,6 @@ package netdicom
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,15 +18,20 @@ import (
 	"time"
 
 	"github.com/midline-rt/midline/internal/atomicfile"
+	"github.com/midline-rt/midline/internal/tlsfiles"
 )
 
-// Destination is one entry of the destinations list (name, ae_title, host, port, tls).
+// Destination is one entry of the destinations list (name, ae_title, host, port, tls, and the
+// TLS files: ca, client_cert, client_key).
 type Destination struct {
 	Name    string
 	AETitle string
 	Host    string
 	Port    int
 	TLS     bool
+	// CA is a PEM file of the CAs the peer's certificate must chain to; empty: the system's
+	// roots. ClientCert and ClientKey are the certificate Midline presents, when the peer asks.
+	CA, ClientCert, ClientKey string
 }
 
 func (d Destination) addr() string { return d.Host + ":" + strconv.Itoa(d.Port) }
@@ -64,9 +68,8 @@ type OutboxOptions struct {
 	BaseDelay    time.Duration // 0: 5 s
 	MaxDelay     time.Duration // 0: 10 min
 	Clock        Clock
-	Jitter       func() float64                           // in [0, 1); nil: math/rand
-	Send         SendFunc                                 // nil: C-STORE with SendFiles
-	ClientTLS    func(d Destination) (*tls.Config, error) // for destinations with TLS
+	Jitter       func() float64 // in [0, 1); nil: math/rand
+	Send         SendFunc       // nil: C-STORE with SendFiles
 	NoFsync      bool
 	Logger       *slog.Logger
 	// Finished, when set, is called with a job once it is done or dead-lettered (after it is
@@ -138,12 +141,9 @@ func OpenOutbox(o OutboxOptions) (*Outbox, error) {
 func (o OutboxOptions) sendFiles(ctx context.Context, d Destination, files []string) error {
 	co := ClientOptions{CallingAE: o.CallingAE, CalledAE: d.AETitle}
 	if d.TLS {
-		if o.ClientTLS == nil {
-			return permanent(errors.New("netdicom: destination wants TLS and no TLS configuration is set"))
-		}
-		cfg, err := o.ClientTLS(d)
+		cfg, err := tlsfiles.Client(d.Host, d.CA, d.ClientCert, d.ClientKey)
 		if err != nil {
-			return permanent(err)
+			return permanent(fmt.Errorf("netdicom: destination %s: TLS %w", d.Name, err))
 		}
 		co.TLS = cfg
 	}

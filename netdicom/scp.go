@@ -3,17 +3,17 @@ package netdicom
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/midline-rt/midline/internal/tlsfiles"
 )
 
 // Server is the DICOM receiver: C-ECHO and C-STORE SCP, durable spool and series assembly.
@@ -136,13 +136,9 @@ func ServerTLSConfig(o TLSOptions) (*tls.Config, error) {
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if o.ClientCA != "" {
-		pem, err := os.ReadFile(o.ClientCA)
+		pool, err := tlsfiles.Pool(o.ClientCA)
 		if err != nil {
 			return nil, fmt.Errorf("netdicom: TLS client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("netdicom: TLS client CA %s holds no certificate", o.ClientCA)
 		}
 		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}

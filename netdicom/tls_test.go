@@ -8,6 +8,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -132,4 +135,54 @@ func TestTLSListener(t *testing.T) {
 		}
 		_ = strings.TrimSpace(out)
 	})
+}
+
+// TestOutboxTLSToStorescp sends outbox jobs to dcmtk's storescp over DICOM TLS, the peer
+// requiring a client certificate from the test CA: with the destination's ca, client_cert and
+// client_key the files arrive; without ca the system's roots do not know the test CA; without a
+// client certificate storescp refuses the handshake; a missing CA file is dead at once.
+func TestOutboxTLSToStorescp(t *testing.T) {
+	pki := newTestPKI(t)
+	port, dir := startStorescp(t, "+tls", pki.srvKey, pki.srvCert, "+cf", pki.ca)
+	var portN int
+	fmt.Sscan(port, &portN)
+	p := phantom{series: uidFor(t.Name()), n: 2, rows: 16, cols: 16}
+	files := p.write(t, t.TempDir())
+	base := Destination{Name: "tps", AETitle: "STORESCP", Host: "127.0.0.1", Port: portN, TLS: true}
+	send := func(d Destination) Job {
+		t.Helper()
+		ob, err := OpenOutbox(OutboxOptions{Dir: t.TempDir(), Destinations: []Destination{d}, MaxAttempts: 3,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ob.Enqueue("tps", files); err != nil {
+			t.Fatal(err)
+		}
+		ob.RunOnce(t.Context())
+		return ob.Jobs()[0]
+	}
+	full := base
+	full.CA, full.ClientCert, full.ClientKey = pki.ca, pki.cliCert, pki.cliKey
+	if j := send(full); j.State != JobDone {
+		t.Fatalf("with the CA and a client certificate: job %+v", j)
+	}
+	for i := range files {
+		fileMeta(t, filepath.Join(dir, "MR."+p.instanceUID(i)))
+	}
+	noCA := full
+	noCA.CA = ""
+	if j := send(noCA); j.State != JobPending || !strings.Contains(j.LastError, "certificate signed by unknown authority") {
+		t.Errorf("against the system's roots: job %+v, want a pending job failing on the unknown CA", j)
+	}
+	noCert := base
+	noCert.CA = pki.ca
+	if j := send(noCert); j.State != JobPending || j.LastError == "" {
+		t.Errorf("without a client certificate: job %+v, want a pending job with the handshake's error", j)
+	}
+	missing := full
+	missing.CA = filepath.Join(t.TempDir(), "none.pem")
+	if j := send(missing); j.State != JobDead || !strings.Contains(j.LastError, "none.pem") {
+		t.Errorf("with a missing CA file: job %+v, want dead at once, naming the file", j)
+	}
 }

@@ -83,6 +83,9 @@ type Destination struct {
 	Host          string          `yaml:"host"`
 	Port          int             `yaml:"port"`
 	TLS           bool            `yaml:"tls"`
+	CA            string          `yaml:"ca"`          // PEM CAs for the peer's certificate; empty: the system's roots
+	ClientCert    string          `yaml:"client_cert"` // presented when the peer asks for a certificate
+	ClientKey     string          `yaml:"client_key"`
 	Clinical      bool            `yaml:"clinical"`
 	ForwardImages bool            `yaml:"forward_images"`
 	Profile       contour.Profile `yaml:"profile"`

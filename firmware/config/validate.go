@@ -160,6 +160,12 @@ func (c Config) validateDestinations(p *problems) {
 		if d.Port < 1 || d.Port > 65535 {
 			p.add(path+".port", "must be 1..65535")
 		}
+		if (d.ClientCert == "") != (d.ClientKey == "") {
+			p.add(path+".client_cert", "client_cert and client_key go together")
+		}
+		if !d.TLS && (d.CA != "" || d.ClientCert != "" || d.ClientKey != "") {
+			p.add(path+".tls", "ca, client_cert and client_key need tls: true")
+		}
 		validateProfile(d.Profile, p, path+".profile")
 	}
 }

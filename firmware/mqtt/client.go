@@ -3,18 +3,17 @@ package mqtt
 import (
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/midline-rt/midline/internal/tlsfiles"
 )
 
 // ErrNotConnected is returned by PublishHealth while the broker is away; health is not queued.
@@ -166,23 +165,9 @@ func tlsConfig(o Options) (*tls.Config, error) {
 	default:
 		return nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if o.CA != "" {
-		pem, err := os.ReadFile(o.CA)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt: ca: %w", err)
-		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mqtt: ca: no PEM certificate in %s", o.CA)
-		}
-	}
-	if o.ClientCert != "" {
-		cert, err := tls.LoadX509KeyPair(o.ClientCert, o.ClientKey)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt: client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	cfg, err := tlsfiles.Client("", o.CA, o.ClientCert, o.ClientKey)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: %w", err)
 	}
 	return cfg, nil
 }

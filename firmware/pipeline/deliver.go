@@ -93,7 +93,8 @@ func (r *Result) Deliver(ob *netdicom.Outbox, dests []config.Destination, dir st
 func OutboxDestinations(dests []config.Destination) []netdicom.Destination {
 	var out []netdicom.Destination
 	for _, d := range dests {
-		out = append(out, netdicom.Destination{Name: d.Name, AETitle: d.AETitle, Host: d.Host, Port: d.Port, TLS: d.TLS})
+		out = append(out, netdicom.Destination{Name: d.Name, AETitle: d.AETitle, Host: d.Host, Port: d.Port, TLS: d.TLS,
+			CA: d.CA, ClientCert: d.ClientCert, ClientKey: d.ClientKey})
 	}
 	return out
 }

@@ -206,3 +206,15 @@ func TestEmptyResult(t *testing.T) {
 		t.Fatalf("dciodvfy on the empty structure set:\n%s", out)
 	}
 }
+
+// TestOutboxDestinationsCarryTLS: a destination's TLS switch and files reach the outbox, which
+// dials with them (netdicom's TestOutboxTLSToStorescp).
+func TestOutboxDestinationsCarryTLS(t *testing.T) {
+	got := OutboxDestinations([]config.Destination{{Name: "tps", AETitle: "TPS", Host: "tps.example", Port: 2762, TLS: true,
+		CA: "/etc/midline/tps-ca.pem", ClientCert: "/etc/midline/box.pem", ClientKey: "/etc/midline/box.key"}})
+	want := netdicom.Destination{Name: "tps", AETitle: "TPS", Host: "tps.example", Port: 2762, TLS: true,
+		CA: "/etc/midline/tps-ca.pem", ClientCert: "/etc/midline/box.pem", ClientKey: "/etc/midline/box.key"}
+	if len(got) != 1 || got[0] != want {
+		t.Fatalf("OutboxDestinations = %+v, want %+v", got, want)
+	}
+}
