@@ -88,6 +88,10 @@ func newRig(t testing.TB) *rig {
 	return r
 }
 
+// firmwareVersion is the rig's firmware: a development build as make versions it, with build
+// metadata, which must not keep min_firmware from being checked.
+const firmwareVersion = "0.1.0-dev+g0123456789ab"
+
 // box opens (or reopens, as after a restart) the box's slots and manager.
 func (r *rig) box() {
 	r.t.Helper()
@@ -98,7 +102,7 @@ func (r *rig) box() {
 	r.mgr, _, err = NewManager(s, ManagerOptions{
 		Trust: Trust{RepoURL: r.srv.URL, TrustedRoot: r.trust, MetaDir: filepath.Join(r.state, "ota", "tuf"),
 			Site: "site-a", SiteKey: r.sitePub},
-		StateDir: r.state, Group: r.group, Engine: accel.Options{Engine: r.engine, Threads: 1}, FirmwareVersion: "0.1.0",
+		StateDir: r.state, Group: r.group, Engine: accel.Options{Engine: r.engine, Threads: 1}, FirmwareVersion: firmwareVersion,
 		TrialJobs: 2, TrialTime: 0, Report: func(rp Report) { r.reports = append(r.reports, rp) }, RequireSiteApproval: r.requireSite,
 	})
 	if err != nil {

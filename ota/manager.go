@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -231,6 +232,7 @@ func (m *Manager) admit(t Target) (slot, downgradeFrom string, err error) {
 	defer m.mu.Unlock()
 	c := t.Custom
 	st, ok := m.slots.State.Sequences[c.Sequence]
+	fw := withoutBuild(m.o.FirmwareVersion)
 	switch {
 	case c.Withdrawn:
 		return "", "", ErrWithdrawn
@@ -240,7 +242,7 @@ func (m *Manager) admit(t Target) (slot, downgradeFrom string, err error) {
 		return "", "", ErrBusy
 	case !slices.Contains(c.Engines, string(engineOf(m.o.Engine))):
 		return "", "", fmt.Errorf("%w: %s needs one of %v", ErrEngine, engineOf(m.o.Engine), c.Engines)
-	case parseable(m.o.FirmwareVersion) && CompareVersions(releaseOf(m.o.FirmwareVersion), c.MinFirmware) < 0:
+	case parseable(fw) && CompareVersions(releaseOf(fw), c.MinFirmware) < 0:
 		return "", "", fmt.Errorf("%w: %s < %s", ErrFirmware, m.o.FirmwareVersion, c.MinFirmware)
 	case CompareVersions(c.Version, st.Highest) > 0:
 		return m.slots.Inactive(c.Sequence), "", nil
@@ -273,6 +275,13 @@ func (m *Manager) authorisedDowngrade(t Target, st *SeqState) error {
 }
 
 func parseable(v string) bool { _, ok := parseSemver(v); return ok }
+
+// withoutBuild drops semantic versioning's build metadata ("+g1a2b3c4d5e6f", which make adds to
+// a development build's version): it has no bearing on precedence.
+func withoutBuild(v string) string {
+	v, _, _ = strings.Cut(v, "+")
+	return v
+}
 
 // releaseOf drops a pre-release suffix: a build of 0.2.0-rc1 (or a test build) runs bundles
 // that need 0.2.0.
