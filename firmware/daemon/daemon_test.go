@@ -206,6 +206,10 @@ func TestStudyEndToEnd(t *testing.T) {
 		if err := json.Unmarshal([]byte(payload), &m); err != nil {
 			t.Fatalf("contour message: %v", err)
 		}
+		// It names the RT Structure Set the planning system received.
+		if j := bySeq[jobSequence(jobs, m.JobID)]; m.RTStructSOPUID != j.Deliveries[0].SOPUID {
+			t.Errorf("contour message of job %s names RTSTRUCT %s; storescp received %s", m.JobID, m.RTStructSOPUID, j.Deliveries[0].SOPUID)
+		}
 		if m.Schema != contour.ContoursSchema || m.MessageID == "" || m.Approval != "UNAPPROVED" || len(m.ROIs) == 0 ||
 			m.ROIs[0].VolumeCM3 < 5 || len(m.ROIs[0].Slices) == 0 || m.ROIs[0].Slices[0].SOPInstanceUID == "" {
 			t.Fatalf("contour message %+v", m)
@@ -245,6 +249,16 @@ func TestStudyEndToEnd(t *testing.T) {
 			t.Fatal("the status page does not list the T2 job with its agreement")
 		}
 	}
+}
+
+// jobSequence is the sequence of the job with id among jobs.
+func jobSequence(jobs []Job, id string) string {
+	for _, j := range jobs {
+		if j.ID == id {
+			return j.Sequence
+		}
+	}
+	return ""
 }
 
 // checkNoPatientData: no MQTT payload may carry the source's PatientName, PatientID,

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/midline-rt/midline/board"
-	"github.com/midline-rt/midline/contour"
 	"github.com/midline-rt/midline/firmware/mqtt"
 	"github.com/midline-rt/midline/firmware/pipeline"
 	"github.com/midline-rt/midline/netdicom"
@@ -139,9 +138,9 @@ func (d *Daemon) process(ctx context.Context, j *Job) (string, string) {
 		return JobFailed, err.Error()
 	}
 	dir := filepath.Join(d.cfg.StateDir, "results", j.ID)
-	// The status page's preview and the contour message use the default profile; each
-	// destination gets its own rendering below.
-	rd, files, err := res.WriteFiles(dir, j.ID, contour.Profile{}, j.Generation)
+	// The status page's preview and the contour message are the first receiving destination's
+	// rendering (pipeline.MessageProfile); each destination gets its own below.
+	rd, files, err := res.WriteFiles(dir, j.ID, res.MessageProfile(cur.destinations), j.Generation)
 	if err != nil {
 		return JobFailed, fmt.Sprintf("writing results: %v", err)
 	}

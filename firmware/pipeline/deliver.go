@@ -36,13 +36,7 @@ var ErrNotClinical = errors.New("pipeline: model is not for clinical use; destin
 func (r *Result) Deliver(ob *netdicom.Outbox, dests []config.Destination, dir string, paths []string, revision int) ([]Delivery, error) {
 	var out []Delivery
 	for _, d := range dests {
-		dv := Delivery{Destination: d.Name}
-		switch {
-		case d.Clinical && !r.model.Bundle.Meta.ClinicalUse:
-			dv.Skipped = fmt.Sprintf("%v (%s %s)", ErrNotClinical, r.model.Bundle.Meta.Name, r.model.Bundle.Meta.Version)
-		case r.Empty() && !d.Profile.SendEmpty:
-			dv.Skipped = "no lesion found: no structure set sent"
-		}
+		dv := Delivery{Destination: d.Name, Skipped: r.refusal(d)}
 		if dv.Skipped != "" {
 			out = append(out, dv)
 			continue
@@ -87,6 +81,34 @@ func (r *Result) Deliver(ob *netdicom.Outbox, dests []config.Destination, dir st
 		out = append(out, dv)
 	}
 	return out, nil
+}
+
+// refusal says why destination d does not get this result, decided before rendering; "" when it
+// does (a character set the destination's profile cannot encode is only found by rendering).
+func (r *Result) refusal(d config.Destination) string {
+	meta := r.model.Bundle.Meta
+	switch {
+	case d.Clinical && !meta.ClinicalUse:
+		return fmt.Sprintf("%v (%s %s)", ErrNotClinical, meta.Name, meta.Version)
+	case r.Empty() && !d.Profile.SendEmpty:
+		return "no lesion found: no structure set sent"
+	case d.Profile.TransverseOnly && !r.Transverse():
+		return fmt.Sprintf("%v: the series' slices are not transverse", ErrNotTransverse)
+	}
+	return ""
+}
+
+// MessageProfile is the profile the contour message, contours.json and the preview are rendered
+// with: that of the first destination the result goes to, so that the message's polygons and
+// rtstruct_sop_instance_uid are those of an RT Structure Set a planning system receives; the
+// default profile when it goes to none.
+func (r *Result) MessageProfile(dests []config.Destination) contour.Profile {
+	for _, d := range dests {
+		if r.refusal(d) == "" {
+			return d.Profile
+		}
+	}
+	return config.DefaultProfile()
 }
 
 // OutboxDestinations is the DICOM outbox's view of the configured destinations.

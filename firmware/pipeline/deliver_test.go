@@ -59,6 +59,16 @@ func TestDeliveryToPlanningSystems(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The contour message is the first receiving destination's rendering: its RT Structure Set's
+	// UID is the one "planning" received; without "planning" and "down", the clinical one is
+	// skipped and "keyhole" is the first.
+	msg, err := res.Render(res.MessageProfile(dests), 1)
+	if err != nil || msg.Structure.UIDs.SOPInstanceUID != ds[0].SOPUID {
+		t.Errorf("message UID %v (%v), planning got %s", msg.Structure.UIDs.SOPInstanceUID, err, ds[0].SOPUID)
+	}
+	if pr := res.MessageProfile(dests[2:]); pr.HoleMode != contour.HolesKeyhole {
+		t.Errorf("message profile %+v, want keyhole's", pr)
+	}
 	byDest := map[string]Delivery{}
 	for _, d := range ds {
 		byDest[d.Destination] = d
