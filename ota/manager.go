@@ -111,11 +111,17 @@ func NewManager(s *Slots, o ManagerOptions) (*Manager, []string, error) {
 		o.Failpoint = func(string) {}
 	}
 	m := &Manager{o: o, slots: s}
+	trials := map[string]Installed{} // the report names the trial rolled back, like every rollback's
+	for seq, st := range s.State.Sequences {
+		if st.Trial != nil {
+			trials[seq] = st.Trial.Installed
+		}
+	}
 	rolled, err := s.CountStart(o.MaxStarts)
 	for _, seq := range rolled {
-		c := s.State.Sequences[seq].Committed
-		o.Report(Report{Phase: PhaseRolledBack, Sequence: seq, Name: c.Name, Version: c.Version, Slot: c.Slot,
-			Detail: fmt.Sprintf("crash loop: more than %d starts on trial without a commit", o.MaxStarts)})
+		t, c := trials[seq], s.State.Sequences[seq].Committed
+		o.Report(Report{Phase: PhaseRolledBack, Target: t.Target, Name: t.Name, Version: t.Version, Sequence: seq, Slot: c.Slot,
+			Detail: fmt.Sprintf("crash loop: more than %d starts on trial without a commit; back on %s %s", o.MaxStarts, c.Name, c.Version)})
 	}
 	return m, rolled, err
 }

@@ -235,8 +235,8 @@ func TestRollbacks(t *testing.T) {
 			}
 		}
 		r.box()
-		if v := r.activeVersion(); v != shippedT2 || r.lastPhase().Phase != PhaseRolledBack {
-			t.Fatalf("after a crash loop: %s, %+v", v, r.lastPhase())
+		if v, p := r.activeVersion(), r.lastPhase(); v != shippedT2 || p.Phase != PhaseRolledBack || p.Version != "2.1.0" || p.Target == "" {
+			t.Fatalf("after a crash loop: %s, %+v (the report names the trial rolled back)", v, p)
 		}
 	})
 	t.Run("recall", func(t *testing.T) {

@@ -105,6 +105,21 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.cur = live{selection: cfg.Selection, classify: cl, destinations: cfg.Destinations}
+	// MQTT first: opening the slots and models can roll a trial back (a crash loop, a model
+	// that does not load), and those events must reach the durable outbox.
+	if cfg.MQTT.Enabled() {
+		d.mqOutbox, err = mqtt.OpenOutbox(mqtt.OutboxOptions{Dir: filepath.Join(cfg.StateDir, "outbox", "mqtt"),
+			MaxMessages: cfg.MQTT.OutboxMaxMessages, MaxBytes: int64(cfg.MQTT.OutboxMaxBytes), Logger: d.log})
+		if err != nil {
+			return nil, err
+		}
+		d.mq, err = mqtt.New(mqtt.Options{Broker: cfg.MQTT.Broker, DeviceID: cfg.DeviceID, Site: cfg.Site, Group: cfg.Group,
+			TopicPrefix: cfg.MQTT.TopicPrefix, CA: cfg.MQTT.CA, ClientCert: cfg.MQTT.ClientCert, ClientKey: cfg.MQTT.ClientKey,
+			Outbox: d.mqOutbox, Logger: d.log, MaxBackoff: o.MQTTMaxBackoff})
+		if err != nil {
+			return nil, err
+		}
+	}
 	if err := d.openSlots(); err != nil {
 		return nil, err
 	}
@@ -119,19 +134,6 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Daemon, error) {
 	})
 	if err != nil {
 		return nil, err
-	}
-	if cfg.MQTT.Enabled() {
-		d.mqOutbox, err = mqtt.OpenOutbox(mqtt.OutboxOptions{Dir: filepath.Join(cfg.StateDir, "outbox", "mqtt"),
-			MaxMessages: cfg.MQTT.OutboxMaxMessages, MaxBytes: int64(cfg.MQTT.OutboxMaxBytes), Logger: d.log})
-		if err != nil {
-			return nil, err
-		}
-		d.mq, err = mqtt.New(mqtt.Options{Broker: cfg.MQTT.Broker, DeviceID: cfg.DeviceID, Site: cfg.Site, Group: cfg.Group,
-			TopicPrefix: cfg.MQTT.TopicPrefix, CA: cfg.MQTT.CA, ClientCert: cfg.MQTT.ClientCert, ClientKey: cfg.MQTT.ClientKey,
-			Outbox: d.mqOutbox, Logger: d.log, MaxBackoff: o.MQTTMaxBackoff})
-		if err != nil {
-			return nil, err
-		}
 	}
 	bo := o.Board
 	bo.Logger = d.log

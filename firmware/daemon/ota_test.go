@@ -200,3 +200,37 @@ func TestOTAPeriodicCheck(t *testing.T) {
 		t.Fatal("installed another group's target or an older one")
 	}
 }
+
+// TestCrashLoopRollbackReachesMQTT: a box that starts for the fourth time with T2 on trial
+// rolls the trial back while it opens its slots, before anything listens; the ota_rolled_back
+// event, naming the trial, still reaches the broker through the durable outbox.
+func TestCrashLoopRollbackReachesMQTT(t *testing.T) {
+	r := newRig(t, func(c *config.Config) {
+		c.Models.Dir, c.Models.SeedDir = filepath.Join(c.StateDir, "models"), testenv.Models(t, testenv.TestModels...)
+		s, err := ota.OpenSlots(c.Models.Dir, os.DirFS(c.Models.SeedDir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		slot := s.Inactive("T2")
+		src := newVersion(t, "2.1.0")
+		entries, _ := os.ReadDir(src)
+		for _, e := range entries {
+			b, _ := os.ReadFile(filepath.Join(src, e.Name()))
+			os.WriteFile(filepath.Join(s.SlotDir("T2", slot), e.Name()), b, 0o644)
+		}
+		if err := s.BeginTrial("T2", ota.Installed{Slot: slot, Name: "dmg-t2", Version: "2.1.0", Target: "dmg-t2-2.1.0.tar"}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 { // three starts on trial already, none of them committing
+			if _, err := s.CountStart(1000); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if m := r.d.modelList(); len(m) != 2 || m[1].Sequence != "T2" || m[1].Version != shippedT2 {
+		t.Fatalf("models after the crash loop %+v, want T2 back on %s", m, shippedT2)
+	}
+	waitFor(t, "ota_rolled_back on MQTT", func() bool {
+		return subHas(r, `"type":"ota_rolled_back"`) && subHas(r, `"message_id":"test-box:ota:dmg-t2:2.1.0:rolled_back"`)
+	})
+}
