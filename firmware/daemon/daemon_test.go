@@ -217,6 +217,24 @@ func TestStudyEndToEnd(t *testing.T) {
 	}
 	checkNoPatientData(t, r.sub.Lines())
 
+	// A resend is a new send: its events carry their own message ids, since consumers keep only
+	// the first message of each id.
+	t2 := bySeq["T2"].ID
+	if _, err := r.d.Resend(t2, "planning"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two delivered events of the T2 job with distinct message ids", func() bool {
+		ids := map[string]bool{}
+		for _, l := range r.sub.Lines() {
+			_, payload, _ := strings.Cut(l, " ")
+			var e Event
+			if json.Unmarshal([]byte(payload), &e) == nil && e.Type == "delivered" && e.JobID == t2 {
+				ids[e.MessageID] = true
+			}
+		}
+		return len(ids) == 2
+	})
+
 	// A QA tool reports the T2 result's agreement with the phantom's ground truth; the status
 	// page shows it. A malformed report is refused.
 	post := func(body string) int {

@@ -15,18 +15,21 @@ const EventSchema = "midline.event/1"
 // Event is one lifecycle event: published on MQTT `events`, kept for the status page and
 // logged. It carries ids and UIDs, never a patient attribute.
 type Event struct {
-	Schema      string      `json:"schema"`
-	MessageID   string      `json:"message_id"`
-	Type        string      `json:"type"`
-	Time        time.Time   `json:"time"`
-	DeviceID    string      `json:"device_id"`
-	JobID       string      `json:"job_id,omitempty"`
-	SeriesUID   string      `json:"series_uid,omitempty"`
-	Generation  int         `json:"generation,omitempty"`
-	Attempt     int         `json:"attempt,omitempty"`
-	Destination string      `json:"destination,omitempty"`
-	Detail      string      `json:"detail,omitempty"`
-	Job         *JobSummary `json:"job,omitempty"`
+	Schema      string    `json:"schema"`
+	MessageID   string    `json:"message_id"`
+	Type        string    `json:"type"`
+	Time        time.Time `json:"time"`
+	DeviceID    string    `json:"device_id"`
+	JobID       string    `json:"job_id,omitempty"`
+	SeriesUID   string    `json:"series_uid,omitempty"`
+	Generation  int       `json:"generation,omitempty"`
+	Attempt     int       `json:"attempt,omitempty"`
+	Destination string    `json:"destination,omitempty"`
+	// OutboxJob is the DICOM outbox job a delivery event is about: a resend or a rerun sends
+	// through a new one, so its events are new messages, not repeats of the first send's.
+	OutboxJob string      `json:"outbox_job,omitempty"`
+	Detail    string      `json:"detail,omitempty"`
+	Job       *JobSummary `json:"job,omitempty"`
 }
 
 // JobSummary is what a job_done event tells: model, sequence, volumes, timings.
@@ -60,6 +63,9 @@ func (d *Daemon) event(e Event) {
 		}
 		if e.Destination != "" {
 			parts = append(parts, e.Destination)
+		}
+		if e.OutboxJob != "" {
+			parts = append(parts, e.OutboxJob)
 		}
 	}
 	if e.MessageID == "" { // OTA events bring their own (<device>:ota:<bundle>:<version>:<phase>)

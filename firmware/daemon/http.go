@@ -264,6 +264,6 @@ func (d *Daemon) Resend(id, dest string) (netdicom.Job, error) {
 	if err := d.jobs.put(&j); err != nil {
 		return oj, err
 	}
-	d.event(Event{Type: "resend_queued", JobID: j.ID, SeriesUID: j.SeriesUID, Destination: dest})
+	d.event(Event{Type: "resend_queued", JobID: j.ID, SeriesUID: j.SeriesUID, Destination: dest, OutboxJob: oj.ID})
 	return oj, nil
 }

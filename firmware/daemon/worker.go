@@ -228,10 +228,10 @@ func (d *Daemon) onSent(oj netdicom.Job) {
 	}
 	switch oj.State {
 	case netdicom.JobDone:
-		d.event(Event{Type: "delivered", JobID: j.ID, SeriesUID: j.SeriesUID, Destination: oj.Destination,
+		d.event(Event{Type: "delivered", JobID: j.ID, SeriesUID: j.SeriesUID, Destination: oj.Destination, OutboxJob: oj.ID,
 			Detail: fmt.Sprintf("%d files after %d attempts", len(oj.Files), oj.Attempts)})
 	case netdicom.JobDead:
-		d.event(Event{Type: "destination_dead_lettered", JobID: j.ID, SeriesUID: j.SeriesUID, Destination: oj.Destination,
+		d.event(Event{Type: "destination_dead_lettered", JobID: j.ID, SeriesUID: j.SeriesUID, Destination: oj.Destination, OutboxJob: oj.ID,
 			Detail: fmt.Sprintf("after %d attempts: %s", oj.Attempts, oj.LastError)})
 	}
 }
