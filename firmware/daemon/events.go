@@ -51,6 +51,11 @@ func jobSummary(j Job) *JobSummary {
 
 const keptEvents = 200
 
+// mqttOutboxAlarm is raised while the MQTT outbox refuses messages (full: the broker has been
+// away for long) and cleared by the next message it takes. The refused message is kept where
+// it came from (the job, the event list) but not published.
+const mqttOutboxAlarm = "mqtt-outbox"
+
 // event records, logs and publishes an event. Its message id names what it is about (job, type,
 // attempt or destination), so the same event made again after a restart has the same id.
 func (d *Daemon) event(e Event) {
@@ -87,7 +92,10 @@ func (d *Daemon) event(e Event) {
 	}
 	if err := d.mq.Event(b); err != nil {
 		d.log.Error("daemon: event not queued for MQTT", "type", e.Type, "err", err)
+		d.setAlarm(mqttOutboxAlarm, "MQTT outbox refused an event: "+err.Error())
+		return
 	}
+	d.clearAlarm(mqttOutboxAlarm)
 }
 
 // recentEvents returns the kept events, newest first.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -382,4 +383,28 @@ func (r *rig) healthJSON() string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// TestMQTTOutboxFullRaisesAlarm: with the broker away and the outbox full, a refused event
+// raises the mqtt-outbox alarm (health carries it to facilities, who watch the health topic);
+// once the broker is back and the outbox drains, the next message it takes clears the alarm.
+func TestMQTTOutboxFullRaisesAlarm(t *testing.T) {
+	r := newRigWith(t, func(c *config.Config) { c.MQTT.OutboxMaxMessages = 3 }, Options{MQTTMaxBackoff: time.Second}, true)
+	r.broker.Terminate()
+	alarmed := func() bool {
+		return slices.ContainsFunc(r.d.Alarms(), func(a string) bool { return strings.Contains(a, "MQTT outbox refused an event") })
+	}
+	for i := 0; i < 10 && !alarmed(); i++ {
+		r.d.event(Event{Type: "test_event", Detail: fmt.Sprint("while the broker is away ", i)})
+	}
+	if !alarmed() {
+		t.Fatalf("the outbox took every event or raised no alarm: depth %d, alarms %q", r.d.mq.Stats().OutboxDepth, r.d.Alarms())
+	}
+	r.broker.Start()
+	waitFor(t, "the outbox drained", func() bool { return r.d.mq.Stats().OutboxDepth == 0 })
+	r.d.event(Event{Type: "test_event", Detail: "after the broker returned"})
+	if alarmed() {
+		t.Fatalf("alarm still raised after the outbox took a message: %q", r.d.Alarms())
+	}
+	waitFor(t, "alarm_cleared on MQTT", func() bool { return subHas(r, `"type":"alarm_cleared"`) && subHas(r, `"detail":"mqtt-outbox"`) })
 }

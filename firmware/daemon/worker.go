@@ -178,7 +178,9 @@ func (d *Daemon) process(ctx context.Context, j *Job) (string, string) {
 	}
 	if err := d.publishContours(*j, rd); err != nil {
 		d.log.Error("daemon: contour message not queued", "job", j.ID, "err", err)
-		d.setAlarm("mqtt-outbox", "MQTT outbox refused a contour message: "+err.Error())
+		d.setAlarm(mqttOutboxAlarm, "MQTT outbox refused a contour message: "+err.Error())
+	} else if d.mq != nil {
+		d.clearAlarm(mqttOutboxAlarm)
 	}
 	t := res.Timings
 	j.Timings = map[string]float64{"load": ms(t.Load), "normalize": ms(t.Normalize), "infer": ms(t.Infer),
