@@ -1,7 +1,6 @@
 package accel
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +13,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/midline-rt/midline/internal/strictjson"
 )
 
 // BundleMeta is a bundle's model.json (DESIGN.md, "Model bundle"). Unknown keys are refused so
@@ -110,13 +111,8 @@ func LoadBundle(dir string) (*Bundle, error) {
 // ParseBundleMeta decodes and checks model.json bytes.
 func ParseBundleMeta(raw []byte) (BundleMeta, error) {
 	var m BundleMeta
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	if err := strictjson.Decode(raw, &m); err != nil {
 		return m, fmt.Errorf("model.json: %w", err)
-	}
-	if dec.More() {
-		return m, errors.New("model.json: data after the object")
 	}
 	return m, m.validate()
 }

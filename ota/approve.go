@@ -17,6 +17,8 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/midline-rt/midline/internal/strictjson"
 )
 
 // Site approval (docs/contracts.md, "OTA (issue 8)"): the vendor's targets role releases a
@@ -112,13 +114,8 @@ func ParseSiteApproval(raw []byte, version string) (SiteApproval, error) {
 	if len(raw) > MaxCustom {
 		return a, fmt.Errorf("ota: site approval: %d bytes, more than %d", len(raw), MaxCustom)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&a); err != nil {
+	if err := strictjson.Decode(raw, &a); err != nil {
 		return a, fmt.Errorf("ota: site approval: %w", err)
-	}
-	if dec.More() {
-		return a, errors.New("ota: site approval: data after the object")
 	}
 	if err := checkDowngradeFrom(a.DowngradeFrom, version); err != nil {
 		return a, fmt.Errorf("ota: site approval: %w", err)

@@ -1,14 +1,14 @@
 package ota
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/midline-rt/midline/internal/strictjson"
 )
 
 // Custom is the signed custom metadata of a bundle target in TUF targets.json: what the box
@@ -48,13 +48,8 @@ func ParseCustom(raw []byte) (Custom, error) {
 	if len(raw) > MaxCustom {
 		return c, fmt.Errorf("ota: custom metadata: %d bytes, more than %d", len(raw), MaxCustom)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := strictjson.Decode(raw, &c); err != nil {
 		return c, fmt.Errorf("ota: custom metadata: %w", err)
-	}
-	if dec.More() {
-		return c, errors.New("ota: custom metadata: data after the object")
 	}
 	if len(c.DowngradeFrom) == 0 {
 		c.DowngradeFrom = nil // [] and no key mean the same

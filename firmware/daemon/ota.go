@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"github.com/midline-rt/midline/firmware/config"
 	"github.com/midline-rt/midline/firmware/mqtt"
 	"github.com/midline-rt/midline/firmware/pipeline"
+	"github.com/midline-rt/midline/internal/strictjson"
 	"github.com/midline-rt/midline/models"
 	"github.com/midline-rt/midline/ota"
 )
@@ -187,14 +187,10 @@ func ParseOTACommand(raw []byte) (OTACommand, error) {
 	if len(raw) > MaxOTACommand {
 		return cmd, fmt.Errorf("%d bytes, more than %d", len(raw), MaxOTACommand)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cmd); err != nil {
+	if err := strictjson.Decode(raw, &cmd); err != nil {
 		return cmd, err
 	}
 	switch {
-	case dec.More():
-		return cmd, errors.New("data after the object")
 	case cmd.Schema != OTACommandSchema:
 		return cmd, fmt.Errorf("schema %q, want %q", cmd.Schema, OTACommandSchema)
 	case cmd.Action != "" && cmd.Action != "update" && cmd.Action != "check":

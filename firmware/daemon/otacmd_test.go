@@ -27,8 +27,9 @@ func TestParseOTACommand(t *testing.T) {
 		`{"target":"x.tar"}`:                                           `schema ""`,
 		`{"schema":"midline.ota-cmd/1","now":"yes"}`:                   `cannot unmarshal string`,
 		`{"schema":"midline.ota-cmd/1"}{"schema":"midline.ota-cmd/1"}`: `data after the object`,
-		`update x.tar`: `invalid character`,
-		``:             `EOF`,
+		`{"schema":"midline.ota-cmd/1"}}`:                              `data after the object`,
+		`update x.tar`:                                                 `invalid character`,
+		``:                                                             `EOF`,
 		`{"schema":"midline.ota-cmd/1","target":"` + strings.Repeat("a", MaxOTACommand) + `"}`: `more than 4096`,
 	}
 	for raw, want := range refused {
