@@ -34,7 +34,10 @@ type Config struct {
 type Retention struct {
 	Spool   time.Duration `yaml:"spool"`
 	Results time.Duration `yaml:"results"`
-	Logs    time.Duration `yaml:"logs"`
+	// Logs is refused when set: the daemon writes its log to stderr, into the system journal,
+	// whose retention is the journal's (journald's MaxRetentionSec). Kept as a key so that a
+	// file setting it gets that answer rather than an unknown-key error.
+	Logs time.Duration `yaml:"logs"`
 }
 
 // DICOM configures the receiver (netdicom.Options takes these values).
@@ -164,7 +167,7 @@ func (o OTA) Enabled() bool { return o.RepoURL != "" }
 func Default() Config {
 	return Config{
 		StateDir:  "/var/lib/midline",
-		Retention: Retention{Spool: 7 * 24 * time.Hour, Results: 30 * 24 * time.Hour, Logs: 30 * 24 * time.Hour},
+		Retention: Retention{Spool: 7 * 24 * time.Hour, Results: 30 * 24 * time.Hour},
 		DICOM: DICOM{
 			AETitle:          "MIDLINE",
 			Listen:           ":11112",

@@ -34,7 +34,12 @@ func (c Config) Validate() error {
 	c.validateRetention(&p)
 	c.DICOM.validate(&p)
 	for i, s := range c.Selection {
-		s.validate(&p, fmt.Sprintf("selection[%d]", i))
+		path := fmt.Sprintf("selection[%d]", i)
+		s.validate(&p, path)
+		if s.CalledAE != "" && s.CalledAE != c.DICOM.AETitle {
+			// The receiver refuses associations to any other called AE title.
+			p.add(path+".called_ae", "%q never matches: the receiver answers only to dicom.ae_title %q", s.CalledAE, c.DICOM.AETitle)
+		}
 	}
 	if _, err := preproc.NewClassifier(c.Classification); err != nil {
 		p.add("classification", "%v", strings.TrimPrefix(err.Error(), "preproc: "))
@@ -74,10 +79,13 @@ func (c Config) validateRetention(p *problems) {
 	for _, k := range []struct {
 		key string
 		d   time.Duration
-	}{{"spool", c.Retention.Spool}, {"results", c.Retention.Results}, {"logs", c.Retention.Logs}} {
+	}{{"spool", c.Retention.Spool}, {"results", c.Retention.Results}} {
 		if k.d < 0 {
 			p.add("retention."+k.key, "must not be negative (0 keeps forever)")
 		}
+	}
+	if c.Retention.Logs != 0 {
+		p.add("retention.logs", "Midline keeps no log files: it logs to the system journal; set the journal's retention (journald MaxRetentionSec)")
 	}
 }
 
