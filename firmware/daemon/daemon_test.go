@@ -3,12 +3,14 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/midline-rt/midline/board"
 	"github.com/midline-rt/midline/contour"
 	"github.com/midline-rt/midline/firmware/config"
+	"github.com/midline-rt/midline/firmware/pipeline"
 	"github.com/midline-rt/midline/internal/peers"
 	"github.com/midline-rt/midline/internal/testenv"
 )
@@ -234,6 +237,17 @@ func TestStudyEndToEnd(t *testing.T) {
 		}
 		return len(ids) == 2
 	})
+	// The planning system marked clinical since (a reload): the phantom-trained model's result
+	// is not resent to it.
+	clinical := r.cfg
+	clinical.Destinations = slices.Clone(r.cfg.Destinations)
+	clinical.Destinations[0].Clinical = true
+	if _, _, err := r.d.Reload(clinical); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.d.Resend(t2, "planning"); !errors.Is(err, errConflict) || !errors.Is(err, pipeline.ErrNotClinical) {
+		t.Fatalf("resend of a non-clinical model's result to a clinical destination: %v", err)
+	}
 
 	// A QA tool reports the T2 result's agreement with the phantom's ground truth; the status
 	// page shows it. A malformed report is refused.

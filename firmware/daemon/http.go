@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/midline-rt/midline/firmware/pipeline"
 	"github.com/midline-rt/midline/netdicom"
 )
 
@@ -252,7 +253,13 @@ func (d *Daemon) Resend(id, dest string) (netdicom.Job, error) {
 	}
 	files := []string{j.Deliveries[i].RTStruct}
 	for _, cd := range d.live().destinations {
-		if cd.Name == dest && cd.ForwardImages {
+		if cd.Name != dest {
+			continue
+		}
+		if cd.Clinical && !j.ClinicalUse { // the destination may have become clinical since (SIGHUP)
+			return netdicom.Job{}, fmt.Errorf("%w: %w (%s)", errConflict, pipeline.ErrNotClinical, j.Model)
+		}
+		if cd.ForwardImages {
 			files = append(slices.Clone(j.Paths), files...)
 		}
 	}

@@ -126,7 +126,7 @@ func (d *Daemon) process(ctx context.Context, j *Job) (string, string) {
 	if !ok {
 		return JobSkipped, fmt.Sprintf("no model for %s series (%s)", cl.Label, cl.Reason)
 	}
-	j.Model = m.Bundle.Meta.Name + " " + m.Bundle.Meta.Version
+	j.Model, j.ClinicalUse = m.Bundle.Meta.Name+" "+m.Bundle.Meta.Version, m.Bundle.Meta.ClinicalUse
 	d.board.Indicate(board.LEDInferring, true)
 	res, err := pipeline.Run(ctx, m, j.Paths, pipeline.Settings{DeviceID: d.cfg.DeviceID, FirmwareVersion: d.opts.Version,
 		FirmwareCommit: d.opts.Commit, Classifier: cur.classify})
