@@ -294,6 +294,7 @@ func readNRRDMask(path string, x, y, z int) (*Mask, error) {
 // found gets one ROI without contours, which dciodvfy accepts.
 func TestEmptyStructureSetIsValid(t *testing.T) {
 	dciodvfy := testenv.Require(t, "dciodvfy")
+	dcmdump := testenv.Require(t, "dcmdump")
 	dir := t.TempDir()
 	paths, err := synthmr.Write(dir, synthmr.Spec{Rows: 16, Cols: 16, Slices: 3, Spacing: [2]float64{1, 1}, IOP: [6]float64{1, 0, 0, 0, 1, 0}, Step: 3})
 	if err != nil {
@@ -306,7 +307,8 @@ func TestEmptyStructureSetIsValid(t *testing.T) {
 	ss := &StructureSet{Source: v, Revision: 1, Created: time.Unix(0, 0).UTC(),
 		UIDs: DeriveUIDs(UIDInputs{SourceSOPInstanceUIDs: v.SOPInstanceUIDs}),
 		ROIs: []ROIData{{Number: 1, Name: "GTV_T2_AI", InterpretedType: "GTV", Color: [3]uint8{255, 64, 64}}},
-		Prov: Provenance{DeviceID: "t", ModelName: "m", ModelVersion: "0"}}
+		Prov: Provenance{DeviceID: "t", ModelName: "m", ModelVersion: "0", FirmwareVersion: "0.1.0-dev+g0123456789ab.dirty",
+			FirmwareCommit: strings.Repeat("c", 40), BundleSHA256: strings.Repeat("b", 64), TFLiteVersion: "2.14.1", Engine: "cpu"}}
 	var b bytes.Buffer
 	if err := WriteRTStruct(&b, ss); err != nil {
 		t.Fatal(err)
@@ -316,6 +318,12 @@ func TestEmptyStructureSetIsValid(t *testing.T) {
 	out, _ := exec.Command(dciodvfy, p).CombinedOutput()
 	if strings.Contains(string(out), "Error") {
 		t.Fatalf("dciodvfy:\n%s", out)
+	}
+	// SoftwareVersions (LO, 64 characters a value) keeps the whole commit and bundle digest.
+	sw, err := exec.Command(dcmdump, "-q", "+L", "+P", "0018,1020", p).CombinedOutput()
+	if err != nil || !strings.Contains(string(sw), `\commit `+strings.Repeat("c", 40)+`\`) ||
+		!strings.Contains(string(sw), `\`+strings.Repeat("b", 64)+`\`) || !strings.Contains(string(sw), "[midline 0.1.0-dev+g0123456789ab.dirty\\") {
+		t.Fatalf("SoftwareVersions: %v\n%s", err, sw)
 	}
 }
 

@@ -196,10 +196,13 @@ func (s *StructureSet) dataset() (dicom.Dataset, error) {
 
 	draft := s.Draft()
 	p := s.Prov
+	// One LO value (at most 64 characters) per fact, none cut: the commit and the bundle's
+	// 64-digit sha256 would not fit beside a label.
 	sw := []string{
-		trim64("midline " + p.FirmwareVersion + " " + p.FirmwareCommit),
+		trim64("midline " + p.FirmwareVersion),
+		trim64("commit " + p.FirmwareCommit),
 		trim64(p.ModelName + " " + p.ModelVersion),
-		trim64("bundle sha256 " + p.BundleSHA256),
+		trim64(p.BundleSHA256),
 		trim64("tflite " + p.TFLiteVersion),
 		trim64("engine " + p.Engine),
 	}
