@@ -40,7 +40,7 @@ export CGO_LDFLAGS := $(TFLITE_LDFLAGS) -O2 -g
 export GOFLAGS := $(strip $(GOFLAGS) '-ldflags=$(GO_LINK)')
 
 # ---- Version: from git, set into the binary ------------------------------------------------------
-BASE_VERSION := 0.1.0
+BASE_VERSION := $(shell cat firmware/VERSION)
 COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 VERSION := $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null | sed 's/^v//')
 ifeq ($(VERSION),)

@@ -297,7 +297,7 @@ func startDaemon(t *testing.T, cfgPath string) func() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d, err := daemon.New(ctx, cfg, daemon.Options{Version: "0.0.0-test", Commit: "test", Logger: log, ShutdownGrace: 2 * time.Second})
+	d, err := daemon.New(ctx, cfg, daemon.Options{Version: "0.1.0-test", Commit: "test", Logger: log, ShutdownGrace: 2 * time.Second})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

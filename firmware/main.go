@@ -1,18 +1,33 @@
 package main
 
 import (
+	_ "embed"
 	"fmt"
 	"io"
 	"maps"
 	"os"
 	"slices"
+	"strings"
 )
 
-// Set at link time by the Makefile (-X main.version=... -X main.commit=...).
+// Set at link time by the Makefile (-X main.version=... -X main.commit=...). A build without it
+// (go build, go test) is <VERSION>-unknown: its release part is still the firmware's, which
+// the models' runtime.min_firmware is held against.
 var (
-	version = "0.0.0-unknown"
+	version string
 	commit  = "unknown"
 )
+
+// baseVersion is the release the tree is working towards; the Makefile reads the same file.
+//
+//go:embed VERSION
+var baseVersion string
+
+func init() {
+	if version == "" {
+		version = strings.TrimSpace(baseVersion) + "-unknown"
+	}
+}
 
 // command is one subcommand; run gets the arguments after its name.
 type command struct {

@@ -74,7 +74,7 @@ func bundleV(t *testing.T, version string) string {
 			var m map[string]any
 			json.Unmarshal(b, &m)
 			m["version"] = version
-			m["runtime"] = map[string]any{"min_firmware": "0.0.0"} // test builds are 0.0.0-test
+			m["runtime"] = map[string]any{"min_firmware": "0.0.0"} // whatever the test build's version
 			b, _ = json.Marshal(m)
 		}
 		os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644)

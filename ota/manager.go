@@ -238,7 +238,6 @@ func (m *Manager) admit(t Target) (slot, downgradeFrom string, err error) {
 	defer m.mu.Unlock()
 	c := t.Custom
 	st, ok := m.slots.State.Sequences[c.Sequence]
-	fw := withoutBuild(m.o.FirmwareVersion)
 	switch {
 	case c.Withdrawn:
 		return "", "", ErrWithdrawn
@@ -248,7 +247,7 @@ func (m *Manager) admit(t Target) (slot, downgradeFrom string, err error) {
 		return "", "", ErrBusy
 	case !slices.Contains(c.Engines, string(engineOf(m.o.Engine))):
 		return "", "", fmt.Errorf("%w: %s needs one of %v", ErrEngine, engineOf(m.o.Engine), c.Engines)
-	case parseable(fw) && CompareVersions(releaseOf(fw), c.MinFirmware) < 0:
+	case !FirmwareMeets(m.o.FirmwareVersion, c.MinFirmware):
 		return "", "", fmt.Errorf("%w: %s < %s", ErrFirmware, m.o.FirmwareVersion, c.MinFirmware)
 	case CompareVersions(c.Version, st.Highest) > 0:
 		return m.slots.Inactive(c.Sequence), "", nil
@@ -281,6 +280,14 @@ func (m *Manager) authorisedDowngrade(t Target, st *SeqState) error {
 }
 
 func parseable(v string) bool { _, ok := parseSemver(v); return ok }
+
+// FirmwareMeets says whether a firmware version runs bundles that need minFirmware: its release
+// part, without pre-release suffix or build metadata, is not below it. A firmware version that
+// is not a semantic version (a test's) is not compared.
+func FirmwareMeets(firmware, minFirmware string) bool {
+	fw := withoutBuild(firmware)
+	return !parseable(fw) || CompareVersions(releaseOf(fw), minFirmware) >= 0
+}
 
 // withoutBuild drops semantic versioning's build metadata ("+g1a2b3c4d5e6f", which make adds to
 // a development build's version): it has no bearing on precedence.

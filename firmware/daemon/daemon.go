@@ -22,6 +22,7 @@ import (
 	"github.com/midline-rt/midline/firmware/mqtt"
 	"github.com/midline-rt/midline/firmware/pipeline"
 	"github.com/midline-rt/midline/netdicom"
+	"github.com/midline-rt/midline/ota"
 	"github.com/midline-rt/midline/preproc"
 )
 
@@ -185,10 +186,10 @@ func (d *Daemon) openModels(ctx context.Context) error {
 	}
 	d.models = map[string]*pipeline.Model{}
 	for _, e := range bundles {
-		m, err := pipeline.OpenModel(ctx, e.dir, d.engineOptions())
+		m, err := d.openModel(ctx, e.dir)
 		if err != nil { // a trial that fails at start rolls back; the committed model loads instead
 			if alt, ok := d.otaLoadFailed(e.name, err); ok {
-				m, err = pipeline.OpenModel(ctx, alt, d.engineOptions())
+				m, err = d.openModel(ctx, alt)
 			}
 		}
 		if err != nil {
@@ -209,6 +210,21 @@ func (d *Daemon) openModels(ctx context.Context) error {
 		return fmt.Errorf("daemon: no usable model bundle in %s", dir)
 	}
 	return nil
+}
+
+// openModel opens and self-tests a bundle, refusing one that needs a newer firmware than this
+// (model.json's runtime.min_firmware; a bundle seeded or left in a slot, not only one arriving
+// over the air).
+func (d *Daemon) openModel(ctx context.Context, dir string) (*pipeline.Model, error) {
+	m, err := pipeline.OpenModel(ctx, dir, d.engineOptions())
+	if err != nil {
+		return nil, err
+	}
+	if need := m.Bundle.Meta.Runtime.MinFirmware; !ota.FirmwareMeets(d.opts.Version, need) {
+		m.Close()
+		return nil, fmt.Errorf("%w: %s %s needs firmware %s, this is %s", ota.ErrFirmware, m.Bundle.Meta.Name, m.Bundle.Meta.Version, need, d.opts.Version)
+	}
+	return m, nil
 }
 
 // Run serves until ctx ends, then shuts down in order: stop accepting associations (the

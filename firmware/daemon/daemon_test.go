@@ -93,7 +93,7 @@ func (r *rig) startDaemon() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	o := r.opts
-	o.Version, o.Commit, o.Logger, o.ShutdownGrace = "0.0.0-test", "test", log, 2*time.Second
+	o.Version, o.Commit, o.Logger, o.ShutdownGrace = "0.1.0-test", "test", log, 2*time.Second
 	d, err := New(ctx, r.cfg, o)
 	if err != nil {
 		cancel()

@@ -48,7 +48,7 @@ func runChild(path string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	d, err := New(ctx, cfg, Options{Version: "0.0.0-test", Commit: "child", ShutdownGrace: 2 * time.Second})
+	d, err := New(ctx, cfg, Options{Version: "0.1.0-test", Commit: "child", ShutdownGrace: 2 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

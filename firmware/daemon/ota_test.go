@@ -36,7 +36,7 @@ func newVersion(t *testing.T, version string) string {
 			var m map[string]any
 			json.Unmarshal(b, &m)
 			m["version"] = version
-			m["runtime"] = map[string]any{"min_firmware": "0.0.0"} // the test daemon is 0.0.0-test
+			m["runtime"] = map[string]any{"min_firmware": "0.0.0"} // the test daemon is 0.1.0-test
 			b, _ = json.Marshal(m)
 		}
 		os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644)
@@ -233,4 +233,25 @@ func TestCrashLoopRollbackReachesMQTT(t *testing.T) {
 	waitFor(t, "ota_rolled_back on MQTT", func() bool {
 		return subHas(r, `"type":"ota_rolled_back"`) && subHas(r, `"message_id":"test-box:ota:dmg-t2:2.1.0:rolled_back"`)
 	})
+}
+
+// TestModelNeedingNewerFirmwareIsRefused: a bundle in models.dir whose runtime.min_firmware is
+// above this firmware is not loaded, whatever brought it there (OTA checks the signed metadata;
+// this is the bundle's own model.json); an alarm says why, and the other model runs.
+func TestModelNeedingNewerFirmwareIsRefused(t *testing.T) {
+	dir := testenv.Models(t, "dmg-t1c")
+	src := newVersion(t, "2.1.0")
+	if err := os.CopyFS(filepath.Join(dir, "dmg-t2"), os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	meta := filepath.Join(dir, "dmg-t2", "model.json")
+	b, _ := os.ReadFile(meta)
+	os.WriteFile(meta, []byte(strings.Replace(string(b), `"min_firmware":"0.0.0"`, `"min_firmware":"9.0.0"`, 1)), 0o644)
+	r := newRig(t, func(c *config.Config) { c.Models.Dir = dir })
+	if m := r.d.modelList(); len(m) != 1 || m[0].Sequence != "T1C" {
+		t.Fatalf("models %+v, want T1C only", m)
+	}
+	if a := strings.Join(r.d.Alarms(), "\n"); !strings.Contains(a, "dmg-t2 2.1.0 needs firmware 9.0.0, this is 0.1.0-test") {
+		t.Fatalf("alarms %q", a)
+	}
 }
