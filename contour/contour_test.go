@@ -280,3 +280,54 @@ func TestPreviewDrawsTheContours(t *testing.T) {
 		t.Fatalf("preview %v with %d contour pixels", bounds, magenta)
 	}
 }
+
+// TestWrapWordsKeepsEveryWord: the preview's draft note is wrapped to the image's width, never
+// cut: every character but the breaking spaces survives, in order, and no line is too long.
+func TestWrapWordsKeepsEveryWord(t *testing.T) {
+	note := "AI DRAFT: auto-generated, NOT REVIEWED, NOT FOR CLINICAL USE"
+	squeeze := func(s string) string { return strings.ReplaceAll(s, " ", "") }
+	for _, n := range []int{1, 8, 20, 29, 60, 200} {
+		lines := wrapWords(note, n)
+		for _, l := range lines {
+			if len(l) > n || l == "" {
+				t.Errorf("width %d: line %q", n, l)
+			}
+		}
+		if squeeze(strings.Join(lines, "")) != squeeze(note) {
+			t.Errorf("width %d: %q lost text", n, lines)
+		}
+		if n >= len(note) && len(lines) != 1 {
+			t.Errorf("width %d: %q, want one line", n, lines)
+		}
+	}
+}
+
+// TestPreviewOfANarrowSeriesWrapsTheNote: a single panel of a series taller than wide is about
+// 200 px, narrower than the 60-character draft note in the preview's font; the note takes more
+// lines and the image grows to hold them.
+func TestPreviewOfANarrowSeriesWrapsTheNote(t *testing.T) {
+	dir := t.TempDir()
+	paths, err := synthmr.Write(dir, synthmr.Spec{Rows: 64, Cols: 40, Slices: 3, Spacing: [2]float64{1, 1},
+		IOP: [6]float64{1, 0, 0, 0, 1, 0}, Step: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := preproc.LoadSeries(context.Background(), paths, preproc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := "AI DRAFT: auto-generated, NOT REVIEWED, NOT FOR CLINICAL USE"
+	var b bytes.Buffer
+	if err := WritePreview(&b, PreviewInput{Volume: v, Title: "dmg-t2 1.2.0", Note: note}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, h := img.Bounds().Dx(), img.Bounds().Dy()
+	lines := wrapWords(note, (w-8)/glyphWidth)
+	if len(note)*glyphWidth <= w-8 || len(lines) < 2 || h != previewPanel+18*(1+len(lines)) {
+		t.Fatalf("%dx%d image, note in %d lines %q", w, h, len(lines), lines)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
@@ -54,8 +55,14 @@ func WritePreview(w io.Writer, in PreviewInput) error {
 	// Screen scale: previewPanel pixels for the image height, columns by their own spacing.
 	mmPerPx := float64(rows) * sp[0] / previewPanel
 	pw := int(math.Round(float64(cols) * sp[1] / mmPerPx))
-	const header = 18
-	img := image.NewRGBA(image.Rect(0, 0, len(ks)*pw+(len(ks)-1)*4, previewPanel+2*header))
+	const header = 18 // one text line
+	width := len(ks)*pw + (len(ks)-1)*4
+	// The title above and the draft note below are wrapped to the image's width, never cut: the
+	// note is the draft warning ("NOT REVIEWED, NOT FOR CLINICAL USE").
+	perLine := max(1, (width-8)/glyphWidth)
+	title, note := wrapWords(in.Title, perLine), wrapWords(in.Note, perLine)
+	top := header * max(1, len(title))
+	img := image.NewRGBA(image.Rect(0, 0, width, top+previewPanel+header*max(1, len(note))))
 	draw.Draw(img, img.Bounds(), &image.Uniform{color.Black}, image.Point{}, draw.Src)
 	canon := make([]float32, rows*cols)
 	for i, k := range ks {
@@ -71,7 +78,7 @@ func WritePreview(w io.Writer, in PreviewInput) error {
 			for x := range pw {
 				c := min(int((float64(x)+0.5)*mmPerPx/sp[1]), cols-1)
 				g := uint8(math.Round(255 * math.Min(1, math.Max(0, (float64(src[r*cols+c])-lo)/(hi-lo)))))
-				img.SetRGBA(x0+x, header+y, color.RGBA{g, g, g, 255})
+				img.SetRGBA(x0+x, top+y, color.RGBA{g, g, g, 255})
 			}
 		}
 		toScreen := func(p Point) (float64, float64) {
@@ -79,7 +86,7 @@ func WritePreview(w io.Writer, in PreviewInput) error {
 			if oriented {
 				r, c = o.CanonicalPoint(r, c)
 			}
-			return float64(x0) + (c+0.5)*sp[1]/mmPerPx, header + (r+0.5)*sp[0]/mmPerPx
+			return float64(x0) + (c+0.5)*sp[1]/mmPerPx, float64(top) + (r+0.5)*sp[0]/mmPerPx
 		}
 		for _, roi := range in.ROIs {
 			col := color.RGBA{roi.Color[0], roi.Color[1], roi.Color[2], 255}
@@ -96,25 +103,59 @@ func WritePreview(w io.Writer, in PreviewInput) error {
 				}
 			}
 		}
-		label(img, x0+4, header+previewPanel-6, fmt.Sprintf("slice %d/%d", k+1, v.Slices()), color.RGBA{200, 200, 200, 255})
+		label(img, x0+4, top+previewPanel-6, fmt.Sprintf("slice %d/%d", k+1, v.Slices()), color.RGBA{200, 200, 200, 255})
 		if oriented { // radiological display: the patient's right on the left, anterior up
 			grey := color.RGBA{160, 160, 160, 255}
-			label(img, x0+3, header+previewPanel/2, "R", grey)
-			label(img, x0+pw-10, header+previewPanel/2, "L", grey)
-			label(img, x0+pw/2-3, header+13, "A", grey)
+			label(img, x0+3, top+previewPanel/2, "R", grey)
+			label(img, x0+pw-10, top+previewPanel/2, "L", grey)
+			label(img, x0+pw/2-3, top+13, "A", grey)
 		}
 		// Scale bar: 10 mm, bottom right of the panel.
 		bar := 10 / mmPerPx
 		bx := float64(x0+pw) - 8 - bar
-		by := float64(header+previewPanel) - 10
+		by := float64(top+previewPanel) - 10
 		for d := 0.0; d < 2; d++ {
 			line(img, bx, by+d, bx+bar, by+d, color.RGBA{255, 255, 255, 255})
 		}
 		label(img, int(bx+bar)-35, int(by)-4, "10 mm", color.RGBA{255, 255, 255, 255}) // 5 glyphs of 7 px, right-aligned
 	}
-	label(img, 4, 13, in.Title, color.RGBA{255, 255, 255, 255})
-	label(img, 4, previewPanel+2*header-5, in.Note, color.RGBA{255, 200, 0, 255})
+	for i, l := range title {
+		label(img, 4, 13+i*header, l, color.RGBA{255, 255, 255, 255})
+	}
+	for i, l := range note {
+		label(img, 4, top+previewPanel+header-5+i*header, l, color.RGBA{255, 200, 0, 255})
+	}
 	return png.Encode(w, img)
+}
+
+// glyphWidth is the width of the preview font's characters (basicfont 7x13).
+const glyphWidth = 7
+
+// wrapWords breaks s into lines of at most n characters at spaces; a word longer than n is cut
+// into pieces of n. Every character of s but the breaking spaces is kept, in order.
+func wrapWords(s string, n int) []string {
+	var lines []string
+	cur := ""
+	for _, w := range strings.Fields(s) {
+		for len(w) > n {
+			if cur != "" {
+				lines, cur = append(lines, cur), ""
+			}
+			lines, w = append(lines, w[:n]), w[n:]
+		}
+		switch {
+		case cur == "":
+			cur = w
+		case len(cur)+1+len(w) <= n:
+			cur += " " + w
+		default:
+			lines, cur = append(lines, cur), w
+		}
+	}
+	if cur != "" {
+		lines = append(lines, cur)
+	}
+	return lines
 }
 
 // centralSlices picks the three slices holding contours nearest the contours' mean slice.

@@ -87,9 +87,13 @@ func (s *StructureSet) Label() string {
 }
 
 // Draft is the wording every result carries.
-func (s *StructureSet) Draft() string {
+func (s *StructureSet) Draft() string { return DraftWording(s.Prov.ClinicalUse) }
+
+// DraftWording is the draft warning of a model's results: "auto-generated, NOT REVIEWED", and
+// ", NOT FOR CLINICAL USE" for a model without clinical_use.
+func DraftWording(clinicalUse bool) string {
 	d := "auto-generated, NOT REVIEWED"
-	if !s.Prov.ClinicalUse {
+	if !clinicalUse {
 		d += ", NOT FOR CLINICAL USE"
 	}
 	return d
@@ -248,9 +252,10 @@ func (s *StructureSet) dataset() (dicom.Dataset, error) {
 			b.str(tag.ROINumber, num),
 			b.str(tag.ReferencedFrameOfReferenceUID, h.FrameOfReferenceUID),
 			b.str(tag.ROIName, r.Name),
-			b.str(tag.ROIDescription, trim64(r.Description)),
+			b.str(tag.ROIDescription, trimTo(r.Description, 1024)), // ST
 			b.str(tag.ROIGenerationAlgorithm, "AUTOMATIC"),
-			b.str(tag.ROIGenerationDescription, trim64(fmt.Sprintf("%s %s %s, %s", p.ModelName, p.ModelVersion, p.Engine, "NOT REVIEWED"))),
+			// LO, 64 characters: the warning first, so that a long model name cannot push it out.
+			b.str(tag.ROIGenerationDescription, trim64(fmt.Sprintf("NOT REVIEWED: %s %s %s", p.ModelName, p.ModelVersion, p.Engine))),
 			b.seq(tag.ROIDerivationAlgorithmIdentificationSequence, []*dicom.Element{
 				b.seq(tag.AlgorithmFamilyCodeSequence, []*dicom.Element{
 					b.str(tag.CodeValue, "123110"),
@@ -399,11 +404,14 @@ func FormatDS(x float64) string {
 	return strconv.FormatFloat(x, 'g', 10, 64)
 }
 
-func trim64(s string) string {
-	if len(s) <= 64 {
+func trim64(s string) string { return trimTo(s, 64) }
+
+// trimTo cuts s to n bytes, the limit of its value representation.
+func trimTo(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	return s[:64]
+	return s[:n]
 }
 
 func sortElements(els []*dicom.Element) {

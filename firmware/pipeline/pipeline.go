@@ -198,7 +198,7 @@ func (r *Result) Render(pr contour.Profile, revision int) (*Rendered, error) {
 			return nil, err
 		}
 		roi := contour.ROIData{Number: i + 1, Name: gtvName, InterpretedType: meta.ROI.Type, Color: meta.ROI.Color, Slices: sl,
-			Description: fmt.Sprintf("%s by %s %s, %s", meta.ROI.Type, meta.Name, meta.Version, "NOT REVIEWED")}
+			Description: fmt.Sprintf("%s by %s %s, %s", meta.ROI.Type, meta.Name, meta.Version, contour.DraftWording(meta.ClinicalUse))}
 		if i == 1 {
 			if len(sl) == 0 {
 				continue

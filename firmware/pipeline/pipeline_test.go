@@ -74,6 +74,7 @@ func TestLesionFreeBrain(t *testing.T) {
 // within 0.01.
 func TestSeed4RTStructMatchesToolchain(t *testing.T) {
 	plastimatch := testenv.Require(t, "plastimatch")
+	dcmdump := testenv.Require(t, "dcmdump")
 	study := filepath.Join(testenv.Root(), "testdata", "phantom", "seed4")
 	var st seed4Study
 	var ref seed4Reference
@@ -102,6 +103,11 @@ func TestSeed4RTStructMatchesToolchain(t *testing.T) {
 			}
 			if files.RTStruct == "" {
 				t.Fatalf("no lesion found on seed 4 %s (toolchain: %.3f cm3)", seq, want.PredCM3)
+			}
+			// The ROI itself carries the whole draft warning of a model not for clinical use.
+			desc, err := exec.Command(dcmdump, "-q", "+L", "+P", "3006,0028", "+P", "3006,0038", files.RTStruct).CombinedOutput()
+			if err != nil || !strings.Contains(string(desc), "NOT REVIEWED, NOT FOR CLINICAL USE]") || !strings.Contains(string(desc), "[NOT REVIEWED: dmg-") {
+				t.Errorf("ROI descriptions: %v\n%s", err, desc)
 			}
 			cmd := exec.Command(plastimatch, "convert", "--input", files.RTStruct, "--referenced-ct", series,
 				"--output-prefix", filepath.Join(out, "pm"), "--prefix-format", "nrrd")
