@@ -8,10 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/midline-rt/midline/firmware/config"
 	"github.com/midline-rt/midline/firmware/daemon"
+	"github.com/midline-rt/midline/internal/logfile"
 )
 
 // runServe is the product: the daemon, configured by one YAML file. SIGTERM and SIGINT stop it
@@ -38,12 +41,18 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "midline serve: --log-level: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	cfg, err := config.Load(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "midline serve: %v\n", err)
 		return 2
 	}
+	files, err := logfile.Open(filepath.Join(cfg.StateDir, "logs"), cfg.Retention.Logs, time.Now)
+	if err != nil {
+		fmt.Fprintf(stderr, "midline serve: %v\n", err)
+		return 1
+	}
+	defer files.Close()
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(stderr, files), &slog.HandlerOptions{Level: lv}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	d, err := daemon.New(ctx, cfg, daemon.Options{Version: version, Commit: commit, Logger: log})

@@ -34,9 +34,8 @@ type Config struct {
 type Retention struct {
 	Spool   time.Duration `yaml:"spool"`
 	Results time.Duration `yaml:"results"`
-	// Logs is refused when set: the daemon writes its log to stderr, into the system journal,
-	// whose retention is the journal's (journald's MaxRetentionSec). Kept as a key so that a
-	// file setting it gets that answer rather than an unknown-key error.
+	// Logs is how long the daily log files in state_dir/logs are kept (the journal keeps its
+	// own copy, by its own rules).
 	Logs time.Duration `yaml:"logs"`
 }
 
@@ -167,7 +166,7 @@ func (o OTA) Enabled() bool { return o.RepoURL != "" }
 func Default() Config {
 	return Config{
 		StateDir:  "/var/lib/midline",
-		Retention: Retention{Spool: 7 * 24 * time.Hour, Results: 30 * 24 * time.Hour},
+		Retention: Retention{Spool: 7 * 24 * time.Hour, Results: 30 * 24 * time.Hour, Logs: 30 * 24 * time.Hour},
 		DICOM: DICOM{
 			AETitle:          "MIDLINE",
 			Listen:           ":11112",

@@ -130,7 +130,7 @@ func TestParseErrors(t *testing.T) {
 		{"ages inverted", minimal + "selection:\n  - {min_age_years: 40, max_age_years: 18}\n", []string{"selection[0]: min_age_years (40) is above max_age_years (18)"}},
 		{"selection on another called AE", minimal + "selection:\n  - {called_ae: OTHER}\n",
 			[]string{`selection[0].called_ae: "OTHER" never matches: the receiver answers only to dicom.ae_title "MIDLINE"`}},
-		{"log retention", minimal + "retention:\n  logs: 720h\n", []string{"retention.logs: Midline keeps no log files"}},
+		{"negative log retention", minimal + "retention:\n  logs: -1h\n", []string{"retention.logs: must not be negative"}},
 		{"empty selection rule", minimal + "selection:\n  - {}\n", []string{"selection[0]: matches every study"}},
 		{"bad regexp", minimal + "selection:\n  - {study_description: 'brain('}\n", []string{"selection[0].study_description"}},
 		{"classification out of order", minimal + "classification:\n  stir_max_ti_ms: 2000\n", []string{"classification: classification thresholds out of order"}},

@@ -79,13 +79,10 @@ func (c Config) validateRetention(p *problems) {
 	for _, k := range []struct {
 		key string
 		d   time.Duration
-	}{{"spool", c.Retention.Spool}, {"results", c.Retention.Results}} {
+	}{{"spool", c.Retention.Spool}, {"results", c.Retention.Results}, {"logs", c.Retention.Logs}} {
 		if k.d < 0 {
 			p.add("retention."+k.key, "must not be negative (0 keeps forever)")
 		}
-	}
-	if c.Retention.Logs != 0 {
-		p.add("retention.logs", "Midline keeps no log files: it logs to the system journal; set the journal's retention (journald MaxRetentionSec)")
 	}
 }
 
