@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -349,7 +350,7 @@ func (d *Daemon) setAlarm(id, text string) {
 	d.alarms[id] = text
 	d.mu.Unlock()
 	if !had {
-		d.event(Event{Type: "alarm", Detail: text})
+		d.event(Event{Type: "alarm", Alarm: id, Detail: text})
 	}
 }
 
@@ -359,7 +360,7 @@ func (d *Daemon) clearAlarm(id string) {
 	delete(d.alarms, id)
 	d.mu.Unlock()
 	if had {
-		d.event(Event{Type: "alarm_cleared", Detail: id})
+		d.event(Event{Type: "alarm_cleared", Alarm: id, Detail: id})
 	}
 }
 
@@ -374,6 +375,13 @@ func (d *Daemon) Alarms() []string {
 	out = append(out, d.board.Readings().Alarms...)
 	sort.Strings(out)
 	return slices.Compact(out)
+}
+
+// alarmIDs lists the ids of the daemon's active alarms, sorted.
+func (d *Daemon) alarmIDs() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Sorted(maps.Keys(d.alarms))
 }
 
 // modelList describes the loaded models, sorted by sequence.

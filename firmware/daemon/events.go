@@ -27,9 +27,11 @@ type Event struct {
 	Destination string    `json:"destination,omitempty"`
 	// OutboxJob is the DICOM outbox job a delivery event is about: a resend or a rerun sends
 	// through a new one, so its events are new messages, not repeats of the first send's.
-	OutboxJob string      `json:"outbox_job,omitempty"`
-	Detail    string      `json:"detail,omitempty"`
-	Job       *JobSummary `json:"job,omitempty"`
+	OutboxJob string `json:"outbox_job,omitempty"`
+	// Alarm is the id of the alarm an alarm or alarm_cleared event is about; the pair shares it.
+	Alarm  string      `json:"alarm,omitempty"`
+	Detail string      `json:"detail,omitempty"`
+	Job    *JobSummary `json:"job,omitempty"`
 }
 
 // JobSummary is what a job_done event tells: model, sequence, volumes, timings.

@@ -400,11 +400,19 @@ func TestMQTTOutboxFullRaisesAlarm(t *testing.T) {
 	if !alarmed() {
 		t.Fatalf("the outbox took every event or raised no alarm: depth %d, alarms %q", r.d.mq.Stats().OutboxDepth, r.d.Alarms())
 	}
+	if ids := r.d.health().AlarmIDs; !slices.Equal(ids, []string{"mqtt-outbox"}) {
+		t.Fatalf("health alarm_ids %q", ids)
+	}
 	r.broker.Start()
 	waitFor(t, "the outbox drained", func() bool { return r.d.mq.Stats().OutboxDepth == 0 })
 	r.d.event(Event{Type: "test_event", Detail: "after the broker returned"})
 	if alarmed() {
 		t.Fatalf("alarm still raised after the outbox took a message: %q", r.d.Alarms())
 	}
-	waitFor(t, "alarm_cleared on MQTT", func() bool { return subHas(r, `"type":"alarm_cleared"`) && subHas(r, `"detail":"mqtt-outbox"`) })
+	waitFor(t, "alarm_cleared on MQTT, naming the alarm", func() bool {
+		return subHas(r, `"type":"alarm_cleared"`) && subHas(r, `"alarm":"mqtt-outbox"`)
+	})
+	if ids := r.d.health().AlarmIDs; len(ids) != 0 {
+		t.Fatalf("health alarm_ids %q after the clearing", ids)
+	}
 }

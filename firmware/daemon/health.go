@@ -22,26 +22,29 @@ const HealthSchema = "midline.health/1"
 
 // Health is the periodic telemetry facilities watch (docs/contracts.md, Health).
 type Health struct {
-	Schema     string         `json:"schema"`
-	Time       time.Time      `json:"time"`
-	DeviceID   string         `json:"device_id"`
-	Site       string         `json:"site"`
-	UptimeS    float64        `json:"uptime_s"`
-	Firmware   Firmware       `json:"firmware"`
-	Models     []ModelInfo    `json:"models"`
-	Engine     EngineHealth   `json:"engine"`
-	Board      board.Readings `json:"board"`
-	CPU        CPUHealth      `json:"cpu"`
-	Memory     MemoryHealth   `json:"memory"`
-	Disk       DiskHealth     `json:"disk"`
-	Queue      QueueHealth    `json:"queue"`
-	DICOM      DICOMHealth    `json:"dicom"`
-	Jobs       map[string]int `json:"jobs"`
-	LastJobMS  float64        `json:"last_latency_ms"`
-	Outbox     OutboxHealth   `json:"outbox"`
-	MQTT       MQTTHealth     `json:"mqtt"`
-	Alarms     []string       `json:"alarms"`
-	RunningJob string         `json:"running_job,omitempty"`
+	Schema    string         `json:"schema"`
+	Time      time.Time      `json:"time"`
+	DeviceID  string         `json:"device_id"`
+	Site      string         `json:"site"`
+	UptimeS   float64        `json:"uptime_s"`
+	Firmware  Firmware       `json:"firmware"`
+	Models    []ModelInfo    `json:"models"`
+	Engine    EngineHealth   `json:"engine"`
+	Board     board.Readings `json:"board"`
+	CPU       CPUHealth      `json:"cpu"`
+	Memory    MemoryHealth   `json:"memory"`
+	Disk      DiskHealth     `json:"disk"`
+	Queue     QueueHealth    `json:"queue"`
+	DICOM     DICOMHealth    `json:"dicom"`
+	Jobs      map[string]int `json:"jobs"`
+	LastJobMS float64        `json:"last_latency_ms"`
+	Outbox    OutboxHealth   `json:"outbox"`
+	MQTT      MQTTHealth     `json:"mqtt"`
+	Alarms    []string       `json:"alarms"`
+	// AlarmIDs are the ids of the daemon's active alarms (mqtt-outbox, model:<bundle>, ...),
+	// the ones alarm and alarm_cleared events carry; the board's alarms have texts only.
+	AlarmIDs   []string `json:"alarm_ids"`
+	RunningJob string   `json:"running_job,omitempty"`
 }
 
 type Firmware struct {
@@ -101,7 +104,7 @@ func (d *Daemon) health() Health {
 	h := Health{Schema: HealthSchema, Time: time.Now().UTC(), DeviceID: d.cfg.DeviceID, Site: d.cfg.Site,
 		UptimeS:  time.Since(d.start).Round(time.Second).Seconds(),
 		Firmware: Firmware{Version: d.opts.Version, Commit: d.opts.Commit, Go: runtime.Version(), TFLite: accel.RuntimeVersion()},
-		Models:   d.modelList(), Board: d.board.Readings(), Jobs: d.jobs.counts(), Alarms: d.Alarms()}
+		Models:   d.modelList(), Board: d.board.Readings(), Jobs: d.jobs.counts(), Alarms: d.Alarms(), AlarmIDs: d.alarmIDs()}
 	h.Engine = EngineHealth{Kind: d.cfg.Engine.Kind, State: "ready"}
 	d.mu.Lock()
 	h.LastJobMS = ms(d.lastLatency)
@@ -126,6 +129,9 @@ func (d *Daemon) health() Health {
 	}
 	if h.Alarms == nil {
 		h.Alarms = []string{}
+	}
+	if h.AlarmIDs == nil {
+		h.AlarmIDs = []string{}
 	}
 	return h
 }
