@@ -45,7 +45,14 @@ type Options struct {
 	// wall clock ota.window is read with (time.Now when nil).
 	OTACheckInterval time.Duration
 	Clock            func() time.Time
+	// StuckAfter is how long one job may run before the daemon stops petting the watchdog
+	// (0: StuckJobAfter).
+	StuckAfter time.Duration
 }
+
+// StuckJobAfter is how long one job may run before the daemon counts its worker stuck: far
+// beyond the worst case measured (a 512x512x176 sagittal series, minutes on two CPU threads).
+const StuckJobAfter = 30 * time.Minute
 
 // Daemon is one running appliance.
 type Daemon struct {
@@ -77,6 +84,7 @@ type Daemon struct {
 	lastLatency time.Duration
 	alarms      map[string]string // id -> text
 	runningJob  string
+	runningFrom time.Time // when runningJob started
 }
 
 // New opens everything the daemon owns: state folders, models (self-tested), outboxes, board.
@@ -334,12 +342,21 @@ func (d *Daemon) onInstance(netdicom.Instance) {
 	d.board.Indicate(board.LEDReceiving, true)
 }
 
-// healthy is what the watchdog pets on: the worker is not stuck and the job queue is writable.
+// healthy is what the watchdog pets on: the worker is not stuck (no job has run longer than
+// StuckAfter) and the job queue is writable. A box whose worker hangs is restarted by the
+// watchdog; the job comes back queued, and one interrupted MaxInterruptions times fails.
 func (d *Daemon) healthy() error {
+	stuck := d.opts.StuckAfter
+	if stuck == 0 {
+		stuck = StuckJobAfter
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if msg, ok := d.alarms["jobs"]; ok {
 		return errors.New(msg)
+	}
+	if d.runningJob != "" && time.Since(d.runningFrom) > stuck {
+		return fmt.Errorf("job %s has run for %s (more than %s): the worker is stuck", d.runningJob, time.Since(d.runningFrom).Round(time.Second), stuck)
 	}
 	return nil
 }

@@ -416,3 +416,61 @@ func TestMQTTOutboxFullRaisesAlarm(t *testing.T) {
 		t.Fatalf("health alarm_ids %q after the clearing", ids)
 	}
 }
+
+// TestInterruptedJobsFailAfterThree: a job the daemon died with (state running in its file) is
+// queued again when the jobs are read, and counted; at the third time it fails with a reason
+// instead, so that a series that crashes or hangs the pipeline cannot loop the box. Each
+// decision is written back at once: the next crash must not lose the count.
+func TestInterruptedJobsFailAfterThree(t *testing.T) {
+	dir := t.TempDir()
+	write := func(j Job) {
+		b, _ := json.Marshal(j)
+		if err := os.WriteFile(filepath.Join(dir, j.ID+".json"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(Job{ID: "jfirst", State: JobRunning, Attempts: 1})
+	write(Job{ID: "jthird", State: JobRunning, Attempts: 3, Interruptions: 2})
+	s, err := openJobStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := s.get("jfirst"); j.State != JobQueued || j.Interruptions != 1 {
+		t.Errorf("first interruption: %+v", j)
+	}
+	if j, _ := s.get("jthird"); j.State != JobFailed || j.Interruptions != 3 || !strings.Contains(j.Reason, "stopped 3 times") {
+		t.Errorf("third interruption: %+v", j)
+	}
+	again, err := openJobStore(dir) // what was decided is on disk
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := again.get("jfirst"); j.State != JobQueued || j.Interruptions != 1 {
+		t.Errorf("after reading again: %+v", j)
+	}
+}
+
+// TestStuckWorkerStopsThePetting: the watchdog is petted only while no job has run longer than
+// StuckAfter; a worker past it makes healthy() fail with the job's id, so the watchdog restarts
+// the box.
+func TestStuckWorkerStopsThePetting(t *testing.T) {
+	r := newRigWith(t, nil, Options{StuckAfter: time.Minute}, false)
+	if err := r.d.healthy(); err != nil {
+		t.Fatalf("idle daemon unhealthy: %v", err)
+	}
+	r.d.mu.Lock()
+	r.d.runningJob, r.d.runningFrom = "jstuck", time.Now().Add(-2*time.Minute)
+	r.d.mu.Unlock()
+	if err := r.d.healthy(); err == nil || !strings.Contains(err.Error(), "job jstuck has run for 2m0s") {
+		t.Fatalf("stuck worker: %v", err)
+	}
+	r.d.mu.Lock()
+	r.d.runningFrom = time.Now()
+	r.d.mu.Unlock()
+	if err := r.d.healthy(); err != nil {
+		t.Fatalf("a job just started: %v", err)
+	}
+	r.d.mu.Lock()
+	r.d.runningJob = ""
+	r.d.mu.Unlock()
+}

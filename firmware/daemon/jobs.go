@@ -44,11 +44,13 @@ type Job struct {
 	Model           string   `json:"model,omitempty"` // name and version
 	// ClinicalUse is the model's clinical_use: a resend to a destination marked clinical since
 	// is refused without it (a record from before the field reads false, refused too).
-	ClinicalUse bool      `json:"clinical_use,omitempty"`
-	Received    time.Time `json:"received"`
-	Started     time.Time `json:"started,omitzero"`
-	Finished    time.Time `json:"finished,omitzero"`
-	Attempts    int       `json:"attempts"`
+	ClinicalUse bool `json:"clinical_use,omitempty"`
+	// Interruptions counts the times the daemon died while running the job (MaxInterruptions).
+	Interruptions int       `json:"interruptions,omitempty"`
+	Received      time.Time `json:"received"`
+	Started       time.Time `json:"started,omitzero"`
+	Finished      time.Time `json:"finished,omitzero"`
+	Attempts      int       `json:"attempts"`
 	// Timings in milliseconds by phase (load, normalize, infer, reformat, post, trace, write),
 	// and latency: from the series' release to the result queued for every destination.
 	Timings    map[string]float64 `json:"timings_ms,omitempty"`
@@ -113,16 +115,41 @@ func openJobStore(dir string) (*jobStore, error) {
 			os.Rename(p, p+".bad")
 			continue
 		}
-		if j.State == JobRunning {
-			j.State = JobQueued // interrupted: run it again (its outputs have the same UIDs)
+		if j.State == JobRunning { // the daemon died with it: a crash, kill, power cut or watchdog
+			j.Interruptions++
+			j.State = JobQueued // run it again (its outputs have the same UIDs)
+			if j.Interruptions >= MaxInterruptions {
+				j.State, j.Finished = JobFailed, time.Now()
+				j.Reason = fmt.Sprintf("the daemon stopped %d times while running this job (a crash or hang on this series?); not run again by itself: jobs rerun tries once more", j.Interruptions)
+			}
+			if err := s.write(&j); err != nil {
+				return nil, err
+			}
 		}
 		s.jobs[j.ID] = &j
 	}
 	return s, nil
 }
 
+// MaxInterruptions is how many times the daemon may die while running one job before the job
+// fails instead of being run again, so that a series that crashes or hangs the pipeline
+// cannot keep the box in a restart loop.
+const MaxInterruptions = 3
+
 // put persists j and keeps it.
 func (s *jobStore) put(j *Job) error {
+	if err := s.write(j); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	c := j.clone()
+	s.jobs[j.ID] = &c
+	s.mu.Unlock()
+	return nil
+}
+
+// write persists j crash-safely.
+func (s *jobStore) write(j *Job) error {
 	b, err := json.MarshalIndent(j, "", " ")
 	if err != nil {
 		return err
@@ -130,10 +157,6 @@ func (s *jobStore) put(j *Job) error {
 	if err := atomicfile.Write(filepath.Join(s.dir, j.ID+".json"), b); err != nil {
 		return fmt.Errorf("daemon: persist job %s: %w", j.ID, err)
 	}
-	s.mu.Lock()
-	c := j.clone()
-	s.jobs[j.ID] = &c
-	s.mu.Unlock()
 	return nil
 }
 

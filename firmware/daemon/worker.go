@@ -53,7 +53,7 @@ func (d *Daemon) run(ctx context.Context, j Job) {
 	}
 	d.clearAlarm("jobs")
 	d.mu.Lock()
-	d.runningJob = j.ID
+	d.runningJob, d.runningFrom = j.ID, time.Now()
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
