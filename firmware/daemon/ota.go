@@ -202,6 +202,9 @@ func ParseOTACommand(raw []byte) (OTACommand, error) {
 // otaCommand takes a command from MQTT; it never blocks the MQTT client.
 func (d *Daemon) otaCommand(c mqtt.Command) {
 	cmd, err := ParseOTACommand(c.Payload)
+	if c.Oversize > 0 {
+		err = fmt.Errorf("%d bytes, more than %d", c.Oversize, MaxOTACommand)
+	}
 	switch {
 	case err != nil:
 		d.event(Event{Type: "ota_command_refused", Detail: fmt.Sprintf("%s on %s: %v", OTACommandSchema, c.Topic, err)})

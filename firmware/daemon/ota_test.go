@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -87,6 +88,12 @@ func TestOTAThroughMQTT(t *testing.T) {
 	// An action the box does not know is refused with its reason, not taken for an update.
 	publish([]byte(`{"schema":"midline.ota-cmd/1","action":"rollback","target":"` + good + `","now":true}`))
 	waitFor(t, "ota_command_refused", func() bool { return subHas(r, `action \"rollback\"`) })
+	// So is one too large for the MQTT client to keep (64 KiB), with its size.
+	huge := `{"schema":"midline.ota-cmd/1","target":"` + strings.Repeat("a", 70000) + `"}`
+	publish([]byte(huge))
+	waitFor(t, "ota_command_refused for the oversized command", func() bool {
+		return subHas(r, fmt.Sprintf("%d bytes, more than %d", len(huge), MaxOTACommand))
+	})
 	push(other)
 	waitFor(t, "ota_rejected", func() bool { return subHas(r, `"type":"ota_rejected"`) })
 	push(good)

@@ -73,6 +73,9 @@ type Command struct {
 	Topic   string
 	Payload []byte
 	Group   bool
+	// Oversize is the size of a payload above 64 KiB, which is not kept (Payload is nil): the
+	// receiver refuses the command with its size.
+	Oversize int
 }
 
 // Stats is what health telemetry reports about MQTT.

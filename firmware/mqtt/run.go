@@ -127,11 +127,13 @@ func (c *Client) announce(ctx context.Context) {
 
 // onCommand is paho's message handler: it copies and hands the command over without blocking.
 func (c *Client) onCommand(_ paho.Client, m paho.Message) {
-	if len(m.Payload()) > maxCommandBytes {
-		c.o.Logger.Warn("mqtt: oversized OTA command dropped", "topic", m.Topic(), "bytes", len(m.Payload()))
-		return
+	cmd := Command{Topic: m.Topic(), Group: m.Topic() != c.topics.OTACommands()[0]}
+	if n := len(m.Payload()); n > maxCommandBytes {
+		c.o.Logger.Warn("mqtt: oversized OTA command not kept", "topic", m.Topic(), "bytes", n)
+		cmd.Oversize = n
+	} else {
+		cmd.Payload = append([]byte(nil), m.Payload()...)
 	}
-	cmd := Command{Topic: m.Topic(), Payload: append([]byte(nil), m.Payload()...), Group: m.Topic() != c.topics.OTACommands()[0]}
 	select {
 	case c.cmds <- cmd:
 	default:
