@@ -46,11 +46,14 @@ type Job struct {
 	// is refused without it (a record from before the field reads false, refused too).
 	ClinicalUse bool `json:"clinical_use,omitempty"`
 	// Interruptions counts the times the daemon died while running the job (MaxInterruptions).
-	Interruptions int       `json:"interruptions,omitempty"`
-	Received      time.Time `json:"received"`
-	Started       time.Time `json:"started,omitzero"`
-	Finished      time.Time `json:"finished,omitzero"`
-	Attempts      int       `json:"attempts"`
+	Interruptions int `json:"interruptions,omitempty"`
+	// ResultBundle is the digest of the bundle that made the job's last result: a rerun with
+	// another one supersedes it (event result_superseded, a new contour message id).
+	ResultBundle string    `json:"result_bundle,omitempty"`
+	Received     time.Time `json:"received"`
+	Started      time.Time `json:"started,omitzero"`
+	Finished     time.Time `json:"finished,omitzero"`
+	Attempts     int       `json:"attempts"`
 	// Timings in milliseconds by phase (load, normalize, infer, reformat, post, trace, write),
 	// and latency: from the series' release to the result queued for every destination.
 	Timings    map[string]float64 `json:"timings_ms,omitempty"`

@@ -15,6 +15,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/midline-rt/midline/firmware/config"
+	"github.com/midline-rt/midline/firmware/pipeline"
 	"github.com/midline-rt/midline/internal/peers"
 	"github.com/midline-rt/midline/internal/testenv"
 	"github.com/midline-rt/midline/ota"
@@ -261,4 +262,61 @@ func TestModelNeedingNewerFirmwareIsRefused(t *testing.T) {
 	if a := strings.Join(r.d.Alarms(), "\n"); !strings.Contains(a, "dmg-t2 2.1.0 needs firmware 9.0.0, this is 0.1.0-test") {
 		t.Fatalf("alarms %q", a)
 	}
+}
+
+// TestRerunWithAnotherModelSupersedes: a job rerun after its model changed (here swapped in
+// place, as a committed OTA update does) gets new UIDs, a result_superseded event naming both
+// models, and a contour message with a new message id, so that consumers keeping the first
+// message of each id do not drop the new contours. A rerun with the same model repeats the id.
+func TestRerunWithAnotherModelSupersedes(t *testing.T) {
+	r := newRig(t, nil)
+	if out, err := peers.Storescu(t, "MIDLINE", r.dicom, filepath.Join(seed4(), "T2")); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	first := r.waitJobs(1)[0]
+	contourIDs := func() map[string]bool {
+		ids := map[string]bool{}
+		for _, l := range r.sub.Lines() {
+			topic, payload, _ := strings.Cut(l, " ")
+			var m struct {
+				MessageID string `json:"message_id"`
+			}
+			if strings.HasSuffix(topic, "/contours/"+first.ID) && json.Unmarshal([]byte(payload), &m) == nil {
+				ids[m.MessageID] = true
+			}
+		}
+		return ids
+	}
+	waitFor(t, "the first contour message", func() bool { return len(contourIDs()) == 1 })
+	rerun := func(attempt int) Job {
+		t.Helper()
+		if _, err := r.d.Rerun(first.ID); err != nil {
+			t.Fatal(err)
+		}
+		var j Job
+		waitFor(t, "the rerun", func() bool {
+			j, _ = r.d.jobs.get(first.ID)
+			return j.Attempts == attempt && j.State == JobDone
+		})
+		return j
+	}
+	if j := rerun(2); j.Deliveries[0].SOPUID != first.Deliveries[0].SOPUID || len(contourIDs()) != 1 {
+		t.Fatalf("a rerun with the same model: UID %s (was %s), contour ids %v", j.Deliveries[0].SOPUID, first.Deliveries[0].SOPUID, contourIDs())
+	}
+	m, err := pipeline.OpenModel(t.Context(), newVersion(t, "2.1.0"), r.d.engineOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.d.modelsMu.Lock()
+	old := r.d.models["T2"]
+	r.d.models["T2"] = m
+	r.d.modelsMu.Unlock()
+	t.Cleanup(old.Close)
+	j := rerun(3)
+	if j.Deliveries[0].SOPUID == first.Deliveries[0].SOPUID {
+		t.Fatalf("a rerun with another model kept the UID %s", j.Deliveries[0].SOPUID)
+	}
+	waitFor(t, "result_superseded and a second contour message id", func() bool {
+		return subHas(r, `"type":"result_superseded"`) && subHas(r, "dmg-t2 2.1.0 replaces the result of dmg-t2 "+shippedT2) && len(contourIDs()) == 2
+	})
 }

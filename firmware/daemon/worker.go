@@ -126,6 +126,7 @@ func (d *Daemon) process(ctx context.Context, j *Job) (string, string) {
 	if !ok {
 		return JobSkipped, fmt.Sprintf("no model for %s series (%s)", cl.Label, cl.Reason)
 	}
+	prevModel, prevBundle := j.Model, j.ResultBundle
 	j.Model, j.ClinicalUse = m.Bundle.Meta.Name+" "+m.Bundle.Meta.Version, m.Bundle.Meta.ClinicalUse
 	d.board.Indicate(board.LEDInferring, true)
 	res, err := pipeline.Run(ctx, m, j.Paths, pipeline.Settings{DeviceID: d.cfg.DeviceID, FirmwareVersion: d.opts.Version,
@@ -137,6 +138,7 @@ func (d *Daemon) process(ctx context.Context, j *Job) (string, string) {
 		}
 		return JobFailed, err.Error()
 	}
+	j.ResultBundle = m.Digest
 	dir := filepath.Join(d.cfg.StateDir, "results", j.ID)
 	// The status page's preview and the contour message are the first receiving destination's
 	// rendering (pipeline.MessageProfile); each destination gets its own below.
@@ -191,9 +193,13 @@ func (d *Daemon) process(ctx context.Context, j *Job) (string, string) {
 	d.lastLatency = lat
 	d.mu.Unlock()
 	d.metrics.latency.Observe(lat.Seconds())
-	if j.Supersedes > 0 {
+	if j.Supersedes > 0 && prevBundle == "" {
 		d.event(Event{Type: "result_superseded", JobID: j.ID, SeriesUID: j.SeriesUID, Generation: j.Generation,
 			Detail: fmt.Sprintf("generation %d replaces %d (a late instance); label AI_DRAFT v%d", j.Generation, j.Supersedes, j.Generation)})
+	}
+	if prevBundle != "" && prevBundle != m.Digest { // a rerun with another model: new UIDs, a new message
+		d.event(Event{Type: "result_superseded", JobID: j.ID, SeriesUID: j.SeriesUID, Generation: j.Generation, Attempt: j.Attempts,
+			Detail: fmt.Sprintf("%s replaces the result of %s on this series (rerun); structure set name %s", j.Model, prevModel, j.Model)})
 	}
 	return JobDone, ""
 }
@@ -207,7 +213,7 @@ func (d *Daemon) publishContours(j Job, rd *pipeline.Rendered) error {
 	}
 	msg := rd.Structure.Message(rd.VolumesCM3, rd.Review)
 	msg.JobID = j.ID
-	msg.MessageID = mqtt.MessageID(d.cfg.DeviceID, "job", j.ID, "contours", strconv.Itoa(j.Generation))
+	msg.MessageID = mqtt.MessageID(d.cfg.DeviceID, "job", j.ID, "contours", strconv.Itoa(j.Generation), j.ResultBundle[:12])
 	b, err := msg.Marshal()
 	if err != nil {
 		return err
