@@ -122,10 +122,11 @@ pytest: $(VENV_STAMP)
 ## model: regenerate phantom data, train, evaluate and export the three shipped bundles and
 ## scripts/model/RESULTS.md (hours on 2 cores, not yet run end to end; resumes where it stopped,
 ## in MODEL_WORK, which must not hold another recipe's work).
-## MODEL_VERSION is what the bundles are released as; it must be above the committed ones.
+## MODEL_VERSION is what the bundles are released as; it must be above the committed ones
+## (no default: the pipeline would find that out only after hours of training).
 MODEL_WORK ?= build/model-v20
-MODEL_VERSION ?= 1.0.0
 model: $(VENV_STAMP)
+	@[ -n "$(MODEL_VERSION)" ] || { echo "make model: set MODEL_VERSION above every shipped bundle's version (now $$(grep -ho '"version": "[^"]*"' models/*/model.json | cut -d'"' -f4 | sort -u | tr '\n' ' '| sed 's/ $$//'))" >&2; exit 2; }
 	cd scripts/model && ../../$(VENV_PY) -m midline_model.pipeline --work ../../$(MODEL_WORK) \
 		--models ../../models --results RESULTS.md --ablation --version $(MODEL_VERSION)
 
@@ -138,7 +139,7 @@ bench: setup
 		DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -q --no-install-recommends orthanc; }
 	set -o pipefail; MIDLINE_BENCH=1 $(GO) test -count=1 -timeout 60m -v -run '^TestBenchReceivers$$' ./netdicom | grep -Ev '^(=== RUN|--- PASS|PASS$$|ok )'
 
-## demo: the main job on the embedded default. Not there yet: says what is missing.
+## demo: the main job on the embedded default (scripts/demo.sh; README says what it shows).
 demo: setup build
 	@scripts/demo.sh
 

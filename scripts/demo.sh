@@ -62,7 +62,8 @@ done
 
 # Every done job's structure set at the planning system: dciodvfy, then Dice against the phantom.
 rts=$(python3 -c 'import json,sys; [print(j["sequence"], d["sop_instance_uid"], j["id"]) for j in json.load(open(sys.argv[1])) if j["state"]=="done" for d in j.get("deliveries") or [] if d.get("sop_instance_uid")]' "$jobs_json")
-[ -n "$rts" ] || fail "no job produced a structure set"
+# One per sequence of the study: T2, FLAIR and T1C each have a shipped model.
+[ "$(grep -c . <<<"$rts")" -eq 3 ] || fail "$(grep -c . <<<"$rts") structure sets, not one for each of T2, FLAIR and T1C"
 while read -r seq uid job; do
 	[ -n "$uid" ] || continue
 	f="$WORK/planning/RS.$uid"
@@ -80,7 +81,7 @@ done <<<"$rts"
 
 # The jobs as the daemon recorded them, deliveries included.
 curl -sf "http://$HTTP/api/jobs" >"$jobs_json" || fail "the daemon's job API did not answer"
-python3 - "$jobs_json" >"$WORK/jobs.txt" <<'EOF' || fail "not every job ended (see $WORK/midline.log)"
+python3 - "$jobs_json" >"$WORK/jobs.txt" <<'EOF' || fail "not every job is done (see $WORK/jobs.txt and $WORK/midline.log)"
 import json, sys
 jobs = json.load(open(sys.argv[1]))
 ended = [j for j in jobs if j["state"] in ("done", "skipped", "failed")]
@@ -96,13 +97,13 @@ for j in sorted(jobs, key=lambda j: j.get("sequence", "")):
     else:
         line += " " + j.get("reason", "")
     print(line)
-sys.exit(0 if len(ended) == len(jobs) >= 3 else 1)
+sys.exit(0 if len(ended) == len(jobs) >= 3 and all(j["state"] == "done" for j in jobs) else 1)
 EOF
 say "demo: jobs (from the daemon's job records):"
 sed 's/^/  /' "$WORK/jobs.txt"
 
 # What mosquitto_sub saw.
-python3 - "$WORK/mqtt.log" <<'EOF' || fail "mosquitto_sub saw no contour message"
+python3 - "$WORK/mqtt.log" <<'EOF' || fail "mosquitto_sub did not see a contour message for each of the three series"
 import json, sys
 n = 0
 for line in open(sys.argv[1]):
@@ -117,7 +118,7 @@ for line in open(sys.argv[1]):
               f'{len(r["slices"])} slices, {polys} polygons, {m["approval"]}, message_id {m["message_id"]}')
 events = sum(1 for line in open(sys.argv[1]) if "/events " in line)
 print(f"demo: MQTT: {n} contour messages, {events} events")
-sys.exit(0 if n >= 2 else 1)
+sys.exit(0 if n >= 3 else 1)
 EOF
 
 previews=$(python3 -c 'import json,sys; [print(j["preview"]) for j in json.load(open(sys.argv[1])) if j.get("preview")]' "$jobs_json")
