@@ -232,16 +232,7 @@ func TestPostprocessKeepsComponentsAndFillsHoles(t *testing.T) {
 
 // TestPreviewDrawsTheContours: the preview is a PNG of three panels with the ROI's colour on it.
 func TestPreviewDrawsTheContours(t *testing.T) {
-	dir := t.TempDir()
-	paths, err := synthmr.Write(dir, synthmr.Spec{Rows: 64, Cols: 48, Slices: 6, Spacing: [2]float64{1, 1.5},
-		IOP: [6]float64{1, 0, 0, 0, 1, 0}, Step: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := preproc.LoadSeries(context.Background(), paths, preproc.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := synthAxial(t, 64, 48, 6, [2]float64{1, 1.5})
 	p := make([]float32, len(v.Pixels))
 	c := v.Patient(3, 32, 24)
 	for i := range p {
@@ -306,16 +297,7 @@ func TestWrapWordsKeepsEveryWord(t *testing.T) {
 // 200 px, narrower than the 60-character draft note in the preview's font; the note takes more
 // lines and the image grows to hold them.
 func TestPreviewOfANarrowSeriesWrapsTheNote(t *testing.T) {
-	dir := t.TempDir()
-	paths, err := synthmr.Write(dir, synthmr.Spec{Rows: 64, Cols: 40, Slices: 3, Spacing: [2]float64{1, 1},
-		IOP: [6]float64{1, 0, 0, 0, 1, 0}, Step: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := preproc.LoadSeries(context.Background(), paths, preproc.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := synthAxial(t, 64, 40, 3, [2]float64{1, 1})
 	note := "AI DRAFT: auto-generated, NOT REVIEWED, NOT FOR CLINICAL USE"
 	var b bytes.Buffer
 	if err := WritePreview(&b, PreviewInput{Volume: v, Title: "dmg-t2 1.2.0", Note: note}); err != nil {
@@ -330,4 +312,19 @@ func TestPreviewOfANarrowSeriesWrapsTheNote(t *testing.T) {
 	if len(note)*glyphWidth <= w-8 || len(lines) < 2 || h != previewPanel+18*(1+len(lines)) {
 		t.Fatalf("%dx%d image, note in %d lines %q", w, h, len(lines), lines)
 	}
+}
+
+// synthAxial writes an axial synthetic series (slices 3 mm apart) and loads it.
+func synthAxial(t *testing.T, rows, cols, slices int, spacing [2]float64) *preproc.Volume {
+	t.Helper()
+	paths, err := synthmr.Write(t.TempDir(), synthmr.Spec{Rows: rows, Cols: cols, Slices: slices, Spacing: spacing,
+		IOP: [6]float64{1, 0, 0, 0, 1, 0}, Step: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := preproc.LoadSeries(context.Background(), paths, preproc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

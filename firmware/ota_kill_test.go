@@ -264,7 +264,9 @@ func TestOTAKillDaemon(t *testing.T) {
 			p.terminate(t)
 			continue
 		}
-		// The last box: a study on the trial model completes the update.
+		// The last box: a study on the trial model completes the update. The trial is on record
+		// before the restarted daemon listens: wait for its receiver.
+		peers.WaitListening(t, box.dicom)
 		if out, err := peers.Storescu(t, "MIDLINE", box.dicom, filepath.Join(repoRoot(t), "testdata", "phantom", "seed4", "T2")); err != nil {
 			t.Fatalf("storescu: %v\n%s", err, out)
 		}

@@ -111,19 +111,15 @@ func NewManager(s *Slots, o ManagerOptions) (*Manager, []string, error) {
 		o.Failpoint = func(string) {}
 	}
 	m := &Manager{o: o, slots: s}
-	trials := map[string]Installed{} // the report names the trial rolled back, like every rollback's
-	for seq, st := range s.State.Sequences {
-		if st.Trial != nil {
-			trials[seq] = st.Trial.Installed
-		}
-	}
 	rolled, err := s.CountStart(o.MaxStarts)
-	for _, seq := range rolled {
-		t, c := trials[seq], s.State.Sequences[seq].Committed
-		o.Report(Report{Phase: PhaseRolledBack, Target: t.Target, Name: t.Name, Version: t.Version, Sequence: seq, Slot: c.Slot,
+	var seqs []string
+	for _, t := range rolled { // the report names the trial rolled back, like every rollback's
+		c := s.State.Sequences[t.Sequence].Committed
+		o.Report(Report{Phase: PhaseRolledBack, Target: t.Target, Name: t.Name, Version: t.Version, Sequence: t.Sequence, Slot: c.Slot,
 			Detail: fmt.Sprintf("crash loop: more than %d starts on trial without a commit; back on %s %s", o.MaxStarts, c.Name, c.Version)})
+		seqs = append(seqs, t.Sequence)
 	}
-	return m, rolled, err
+	return m, seqs, err
 }
 
 // Slots returns a copy of the slots' state.

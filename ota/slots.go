@@ -354,10 +354,17 @@ func (s *Slots) Revert(seq string) (bool, error) {
 	return true, s.link(seq, st.Committed.Slot)
 }
 
+// RolledTrial is a trial CountStart rolled back: its sequence and bundle.
+type RolledTrial struct {
+	Sequence string
+	Installed
+}
+
 // CountStart records one more start on each trial; a trial started more than maxStarts times
-// without a commit is a crash loop and rolls back. It returns the sequences rolled back.
-func (s *Slots) CountStart(maxStarts int) ([]string, error) {
-	var rolled []string
+// without a commit is a crash loop and rolls back. It returns the trials rolled back, in
+// sequence order.
+func (s *Slots) CountStart(maxStarts int) ([]RolledTrial, error) {
+	var rolled []RolledTrial
 	for _, seq := range s.Sequences() {
 		st := s.State.Sequences[seq]
 		if st.Trial == nil {
@@ -365,8 +372,8 @@ func (s *Slots) CountStart(maxStarts int) ([]string, error) {
 		}
 		st.Trial.Starts++
 		if st.Trial.Starts > maxStarts {
+			rolled = append(rolled, RolledTrial{Sequence: seq, Installed: st.Trial.Installed})
 			st.Trial = nil
-			rolled = append(rolled, seq)
 		}
 	}
 	if err := s.save(); err != nil {

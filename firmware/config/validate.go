@@ -165,9 +165,7 @@ func (c Config) validateDestinations(p *problems) {
 		if d.Port < 1 || d.Port > 65535 {
 			p.add(path+".port", "must be 1..65535")
 		}
-		if (d.ClientCert == "") != (d.ClientKey == "") {
-			p.add(path+".client_cert", "client_cert and client_key go together")
-		}
+		checkKeyPair(p, path, d.ClientCert, d.ClientKey)
 		if !d.TLS && (d.CA != "" || d.ClientCert != "" || d.ClientKey != "") {
 			p.add(path+".tls", "ca, client_cert and client_key need tls: true")
 		}
@@ -227,9 +225,7 @@ func (m MQTT) validate(p *problems) {
 	if m.Broker != "" {
 		m.validateBroker(p)
 	}
-	if (m.ClientCert == "") != (m.ClientKey == "") {
-		p.add("mqtt.client_cert", "client_cert and client_key go together")
-	}
+	checkKeyPair(p, "mqtt", m.ClientCert, m.ClientKey)
 	checkTopicPrefix(p, m.TopicPrefix)
 	if m.HealthInterval < time.Second || m.HealthInterval > time.Hour {
 		p.add("mqtt.health_interval", "must be 1s..1h")
@@ -263,6 +259,14 @@ func (m MQTT) validateBroker(p *problems) {
 	}
 	if !secure && (m.CA != "" || m.ClientCert != "") {
 		p.add("mqtt.broker", "ca, client_cert and client_key need a TLS scheme (ssl, mqtts or wss)")
+	}
+}
+
+// checkKeyPair: a TLS client certificate and its key are set together (the MQTT client, a
+// DICOM destination).
+func checkKeyPair(p *problems, path, cert, key string) {
+	if (cert == "") != (key == "") {
+		p.add(path+".client_cert", "client_cert and client_key go together")
 	}
 }
 

@@ -15,23 +15,20 @@ const EventSchema = "midline.event/1"
 // Event is one lifecycle event: published on MQTT `events`, kept for the status page and
 // logged. It carries ids and UIDs, never a patient attribute.
 type Event struct {
-	Schema      string    `json:"schema"`
-	MessageID   string    `json:"message_id"`
-	Type        string    `json:"type"`
-	Time        time.Time `json:"time"`
-	DeviceID    string    `json:"device_id"`
-	JobID       string    `json:"job_id,omitempty"`
-	SeriesUID   string    `json:"series_uid,omitempty"`
-	Generation  int       `json:"generation,omitempty"`
-	Attempt     int       `json:"attempt,omitempty"`
-	Destination string    `json:"destination,omitempty"`
-	// OutboxJob is the DICOM outbox job a delivery event is about: a resend or a rerun sends
-	// through a new one, so its events are new messages, not repeats of the first send's.
-	OutboxJob string `json:"outbox_job,omitempty"`
-	// Alarm is the id of the alarm an alarm or alarm_cleared event is about; the pair shares it.
-	Alarm  string      `json:"alarm,omitempty"`
-	Detail string      `json:"detail,omitempty"`
-	Job    *JobSummary `json:"job,omitempty"`
+	Schema      string      `json:"schema"`
+	MessageID   string      `json:"message_id"`
+	Type        string      `json:"type"`
+	Time        time.Time   `json:"time"`
+	DeviceID    string      `json:"device_id"`
+	JobID       string      `json:"job_id,omitempty"`
+	SeriesUID   string      `json:"series_uid,omitempty"`
+	Generation  int         `json:"generation,omitempty"`
+	Attempt     int         `json:"attempt,omitempty"`
+	Destination string      `json:"destination,omitempty"`
+	OutboxJob   string      `json:"outbox_job,omitempty"` // a delivery event's outbox job: each send's events are new messages
+	Alarm       string      `json:"alarm,omitempty"`      // the alarm id an alarm and its alarm_cleared share
+	Detail      string      `json:"detail,omitempty"`
+	Job         *JobSummary `json:"job,omitempty"`
 }
 
 // JobSummary is what a job_done event tells: model, sequence, volumes, timings.

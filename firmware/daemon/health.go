@@ -22,29 +22,27 @@ const HealthSchema = "midline.health/1"
 
 // Health is the periodic telemetry facilities watch (docs/contracts.md, Health).
 type Health struct {
-	Schema    string         `json:"schema"`
-	Time      time.Time      `json:"time"`
-	DeviceID  string         `json:"device_id"`
-	Site      string         `json:"site"`
-	UptimeS   float64        `json:"uptime_s"`
-	Firmware  Firmware       `json:"firmware"`
-	Models    []ModelInfo    `json:"models"`
-	Engine    EngineHealth   `json:"engine"`
-	Board     board.Readings `json:"board"`
-	CPU       CPUHealth      `json:"cpu"`
-	Memory    MemoryHealth   `json:"memory"`
-	Disk      DiskHealth     `json:"disk"`
-	Queue     QueueHealth    `json:"queue"`
-	DICOM     DICOMHealth    `json:"dicom"`
-	Jobs      map[string]int `json:"jobs"`
-	LastJobMS float64        `json:"last_latency_ms"`
-	Outbox    OutboxHealth   `json:"outbox"`
-	MQTT      MQTTHealth     `json:"mqtt"`
-	Alarms    []string       `json:"alarms"`
-	// AlarmIDs are the ids of the daemon's active alarms (mqtt-outbox, model:<bundle>, ...),
-	// the ones alarm and alarm_cleared events carry; the board's alarms have texts only.
-	AlarmIDs   []string `json:"alarm_ids"`
-	RunningJob string   `json:"running_job,omitempty"`
+	Schema     string         `json:"schema"`
+	Time       time.Time      `json:"time"`
+	DeviceID   string         `json:"device_id"`
+	Site       string         `json:"site"`
+	UptimeS    float64        `json:"uptime_s"`
+	Firmware   Firmware       `json:"firmware"`
+	Models     []ModelInfo    `json:"models"`
+	Engine     EngineHealth   `json:"engine"`
+	Board      board.Readings `json:"board"`
+	CPU        CPUHealth      `json:"cpu"`
+	Memory     MemoryHealth   `json:"memory"`
+	Disk       DiskHealth     `json:"disk"`
+	Queue      QueueHealth    `json:"queue"`
+	DICOM      DICOMHealth    `json:"dicom"`
+	Jobs       map[string]int `json:"jobs"`
+	LastJobMS  float64        `json:"last_latency_ms"`
+	Outbox     OutboxHealth   `json:"outbox"`
+	MQTT       MQTTHealth     `json:"mqtt"`
+	Alarms     []string       `json:"alarms"`
+	AlarmIDs   []string       `json:"alarm_ids"` // the daemon's alarms' ids, as alarm events carry them (the board's have none)
+	RunningJob string         `json:"running_job,omitempty"`
 }
 
 type Firmware struct {

@@ -257,7 +257,7 @@ func (d *Daemon) Resend(id, dest string) (netdicom.Job, error) {
 			continue
 		}
 		if cd.Clinical && !j.ClinicalUse { // the destination may have become clinical since (SIGHUP)
-			return netdicom.Job{}, fmt.Errorf("%w: %w (%s)", errConflict, pipeline.ErrNotClinical, j.Model)
+			return netdicom.Job{}, fmt.Errorf("%w: %w", errConflict, pipeline.NotClinical(j.Model))
 		}
 		if cd.ForwardImages {
 			files = append(slices.Clone(j.Paths), files...)

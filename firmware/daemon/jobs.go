@@ -30,30 +30,25 @@ const (
 // Job is one released series and what became of it (docs/contracts.md, "Jobs"). It holds no
 // patient attribute: UIDs, sequence, timings, volumes, files and destinations only.
 type Job struct {
-	ID              string   `json:"id"`
-	SeriesUID       string   `json:"series_uid"`
-	StudyUID        string   `json:"study_uid,omitempty"`
-	Generation      int      `json:"generation"`
-	Supersedes      int      `json:"supersedes,omitempty"`
-	Paths           []string `json:"paths"`
-	SOPInstanceUIDs []string `json:"sop_instance_uids"`
-	State           string   `json:"state"`
-	Reason          string   `json:"reason,omitempty"`
-	Flags           []string `json:"flags,omitempty"`
-	Sequence        string   `json:"sequence,omitempty"`
-	Model           string   `json:"model,omitempty"` // name and version
-	// ClinicalUse is the model's clinical_use: a resend to a destination marked clinical since
-	// is refused without it (a record from before the field reads false, refused too).
-	ClinicalUse bool `json:"clinical_use,omitempty"`
-	// Interruptions counts the times the daemon died while running the job (MaxInterruptions).
-	Interruptions int `json:"interruptions,omitempty"`
-	// ResultBundle is the digest of the bundle that made the job's last result: a rerun with
-	// another one supersedes it (event result_superseded, a new contour message id).
-	ResultBundle string    `json:"result_bundle,omitempty"`
-	Received     time.Time `json:"received"`
-	Started      time.Time `json:"started,omitzero"`
-	Finished     time.Time `json:"finished,omitzero"`
-	Attempts     int       `json:"attempts"`
+	ID              string    `json:"id"`
+	SeriesUID       string    `json:"series_uid"`
+	StudyUID        string    `json:"study_uid,omitempty"`
+	Generation      int       `json:"generation"`
+	Supersedes      int       `json:"supersedes,omitempty"`
+	Paths           []string  `json:"paths"`
+	SOPInstanceUIDs []string  `json:"sop_instance_uids"`
+	State           string    `json:"state"`
+	Reason          string    `json:"reason,omitempty"`
+	Flags           []string  `json:"flags,omitempty"`
+	Sequence        string    `json:"sequence,omitempty"`
+	Model           string    `json:"model,omitempty"`         // name and version
+	ClinicalUse     bool      `json:"clinical_use,omitempty"`  // the model's; a resend to a clinical destination needs it
+	Interruptions   int       `json:"interruptions,omitempty"` // times the daemon died running it (MaxInterruptions)
+	ResultBundle    string    `json:"result_bundle,omitempty"` // digest of the bundle of the last result; another one supersedes it
+	Received        time.Time `json:"received"`
+	Started         time.Time `json:"started,omitzero"`
+	Finished        time.Time `json:"finished,omitzero"`
+	Attempts        int       `json:"attempts"`
 	// Timings in milliseconds by phase (load, normalize, infer, reformat, post, trace, write),
 	// and latency: from the series' release to the result queued for every destination.
 	Timings    map[string]float64 `json:"timings_ms,omitempty"`

@@ -26,6 +26,10 @@ type Delivery struct {
 // ErrNotClinical: a model with clinical_use false never reaches a clinical destination.
 var ErrNotClinical = errors.New("pipeline: model is not for clinical use; destination is clinical")
 
+// NotClinical is the refusal of model's ("<name> <version>") result for a clinical destination,
+// at its first delivery and at a resend alike.
+func NotClinical(model string) error { return fmt.Errorf("%w (%s)", ErrNotClinical, model) }
+
 // Deliver renders the result for every destination and queues it in the DICOM outbox: the
 // source instances first where the destination forwards images (a planning system attaches a
 // structure set only to images it holds), then the RT Structure Set, in one job. A result of a
@@ -42,7 +46,7 @@ func (r *Result) Deliver(ob *netdicom.Outbox, dests []config.Destination, dir st
 			continue
 		}
 		rd, err := r.Render(d.Profile, revision)
-		if errors.Is(err, ErrNotTransverse) || errors.Is(err, contour.ErrCharset) {
+		if errors.Is(err, contour.ErrCharset) { // the transverse check is refusal's
 			dv.Skipped = err.Error()
 			out = append(out, dv)
 			continue
@@ -89,11 +93,11 @@ func (r *Result) refusal(d config.Destination) string {
 	meta := r.model.Bundle.Meta
 	switch {
 	case d.Clinical && !meta.ClinicalUse:
-		return fmt.Sprintf("%v (%s %s)", ErrNotClinical, meta.Name, meta.Version)
+		return NotClinical(meta.Name + " " + meta.Version).Error()
 	case r.Empty() && !d.Profile.SendEmpty:
 		return "no lesion found: no structure set sent"
 	case d.Profile.TransverseOnly && !r.Transverse():
-		return fmt.Sprintf("%v: the series' slices are not transverse", ErrNotTransverse)
+		return errSlicesNotTransverse.Error()
 	}
 	return ""
 }

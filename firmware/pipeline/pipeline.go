@@ -108,7 +108,8 @@ var (
 	// ErrWrongSequence: the series is not the sequence the model was trained on.
 	ErrWrongSequence = errors.New("pipeline: series is not the model's sequence")
 	// ErrNotTransverse: the destination takes transverse planes only.
-	ErrNotTransverse = errors.New("pipeline: destination accepts transverse planes only")
+	ErrNotTransverse       = errors.New("pipeline: destination accepts transverse planes only")
+	errSlicesNotTransverse = fmt.Errorf("%w: the series' slices are not transverse", ErrNotTransverse)
 )
 
 // TransverseToleranceDeg is how far a slice normal may lean from the head-foot axis for a
@@ -179,7 +180,7 @@ func (r *Result) Transverse() bool {
 // (revision 1 for a series' first result, more for one that supersedes it).
 func (r *Result) Render(pr contour.Profile, revision int) (*Rendered, error) {
 	if pr.TransverseOnly && !r.Transverse() {
-		return nil, fmt.Errorf("%w: the series' slices are not transverse", ErrNotTransverse)
+		return nil, errSlicesNotTransverse
 	}
 	t0 := time.Now()
 	defer func() { r.Timings.Trace += time.Since(t0) }()
