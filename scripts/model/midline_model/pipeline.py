@@ -79,6 +79,8 @@ def ship(seq: str, work: Path, models: Path, steps: int, test_count: int, versio
         export.export(seq, run, tiles(work, seq, "train"), staging, version, None)
     ev = _evaluate(seq, run, staging / "model.tflite", work, test_count)
     dest = models / f"dmg-{seq.lower()}"
+    if _shipped(dest, staging, version):
+        return json.loads((dest / "model.json").read_text())
     _check_version(dest, version)
     meta = export.export(seq, run, tiles(work, seq, "train"), dest, version, ev)
     (dest / "MODEL_CARD.md").write_text(report.model_card(meta, json.loads(ev.read_text()),
@@ -117,6 +119,15 @@ def _check_version(dest: Path, version: str) -> None:
         have = json.loads(meta.read_text())["version"]
         if _semver(version) <= _semver(have):
             raise SystemExit(f"pipeline: {dest} holds version {have}; ship with --version above it")
+
+
+def _shipped(dest: Path, staging: Path, version: str) -> bool:
+    """True when an earlier pass of this run already shipped staging's model to dest as version
+    (a resumed run skips it instead of refusing its own release)."""
+    meta, model = dest / "model.json", dest / "model.tflite"
+    return (meta.exists() and model.exists() and (dest / "MODEL_CARD.md").exists()
+            and json.loads(meta.read_text())["version"] == version
+            and model.read_bytes() == (staging / "model.tflite").read_bytes())
 
 
 def _train_defaults():

@@ -163,6 +163,24 @@ def test_ship_never_overwrites_a_later_version(tmp_path):
     pipeline._check_version(tmp_path / "absent", "1.0.0")
 
 
+def test_a_resumed_run_skips_what_it_shipped(tmp_path):
+    # A run interrupted after shipping T2 resumes: the bundle it made is recognised by its
+    # model bytes and version; another model or another version is not.
+    from midline_model import pipeline
+    staging, dest = tmp_path / "staging", tmp_path / "dest"
+    staging.mkdir()
+    dest.mkdir()
+    (staging / "model.tflite").write_bytes(b"model a")
+    assert not pipeline._shipped(dest, staging, "1.4.0")
+    (dest / "model.tflite").write_bytes(b"model a")
+    (dest / "model.json").write_text(json.dumps({"version": "1.4.0"}))
+    (dest / "MODEL_CARD.md").write_text("card")
+    assert pipeline._shipped(dest, staging, "1.4.0")
+    assert not pipeline._shipped(dest, staging, "1.5.0")
+    (dest / "model.tflite").write_bytes(b"model b")
+    assert not pipeline._shipped(dest, staging, "1.4.0")
+
+
 def test_balanced_batches_give_every_study_the_same_share():
     # Three studies with 10, 100 and 1000 tiles; each tile's image holds its study's number.
     study = np.repeat([1, 4, 7], [10, 100, 1000]).astype(np.int32)
