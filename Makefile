@@ -54,7 +54,7 @@ VENV_PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.stamp
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup debs runtime venv model build test vet gotest fuzz-short golden-check pytest bench demo env clean
+.PHONY: setup debs runtime venv model site-model build test vet gotest fuzz-short golden-check pytest bench demo env clean
 
 ## setup: Debian packages, the TFLite runtime and the model toolchain's venv; twice does nothing.
 setup: debs runtime venv
@@ -129,6 +129,16 @@ model: $(VENV_STAMP)
 	@[ -n "$(MODEL_VERSION)" ] || { echo "make model: set MODEL_VERSION above every shipped bundle's version (now $$(grep -ho '"version": "[^"]*"' models/*/model.json | cut -d'"' -f4 | sort -u | tr '\n' ' '| sed 's/ $$//'))" >&2; exit 2; }
 	cd scripts/model && ../../$(VENV_PY) -m midline_model.pipeline --work ../../$(MODEL_WORK) \
 		--models ../../models --results RESULTS.md --ablation --version $(MODEL_VERSION)
+
+## site-model: a hospital's own bundles from its contoured cases, the same recipe on a BraTS-style
+## folder (scripts/model/README.md, "Retraining on a hospital's own cases"):
+## make site-model SITE_CASES=/data/dmg SITE_VERSION=2.0.0 [SITE_OUT=...] [SITE_WORK=...]
+SITE_WORK ?= build/site
+SITE_OUT ?= build/site-models
+site-model: $(VENV_STAMP)
+	@[ -n "$(SITE_CASES)" ] && [ -n "$(SITE_VERSION)" ] || { echo "make site-model: set SITE_CASES (a folder of case folders) and SITE_VERSION (above the boxes' bundles)" >&2; exit 2; }
+	cd scripts/model && ../../$(VENV_PY) -m midline_model.site --cases "$(abspath $(SITE_CASES))" \
+		--work "$(abspath $(SITE_WORK))" --out "$(abspath $(SITE_OUT))" --version $(SITE_VERSION)
 
 ## bench: speed of the Go engine beside TensorFlow's Python interpreter on the same model, and of
 ## the DICOM receiver beside storescp and Orthanc (netdicom/bench_test.go).

@@ -121,22 +121,37 @@ def tune_baseline(seq: str, seeds, cache: Path) -> float:
 
 def evaluate(seq: str, tile_fns: dict, plan: infer.Plan, post: dict, seeds, cache: Path,
              tau: float) -> dict:
+    """The phantom test studies of `seeds`, with the baseline at threshold tau."""
+    def studies():
+        for seed in seeds:
+            c = case(seed, cache)
+            yield ({"seed": seed}, c[f"{seq}_real"], c[f"{seq}_gtv"], tuple(c[f"{seq}_spacing"]),
+                   c[f"{seq}_region"])
+    return evaluate_cases(seq, tile_fns, plan, post, studies(), tau)
+
+
+def evaluate_cases(seq: str, tile_fns: dict, plan: infer.Plan, post: dict, cases,
+                   tau: float | None) -> dict:
+    """Each case (its identity as a dict, real values, GTV, spacing, atlas region or None) run
+    through the tiled pipeline by every tile function; the baseline beside them when tau is given
+    (it needs the atlas region, which only phantoms have)."""
     per = []
-    for seed in seeds:
-        c = case(seed, cache)
-        real, gtv, spacing = c[f"{seq}_real"], c[f"{seq}_gtv"].astype(bool), tuple(c[f"{seq}_spacing"])
-        row = {"seed": seed, "gtv_cm3": float(gtv.sum() * np.prod(spacing) / 1000)}
+    for ident, real, gtv, spacing, region in cases:
+        gtv = gtv.astype(bool)
+        row = ident | {"gtv_cm3": float(gtv.sum() * np.prod(spacing) / 1000)}
         for name, fn in tile_fns.items():
             prob, stats = infer.run_series(real, spacing, fn, plan)
             pred = infer.postprocess(prob, post["threshold"], float(np.prod(spacing)),
                                      post["min_component_mm3"])
             row[name] = metrics.all_metrics(pred, gtv, spacing) | {"tiles": stats.tiles_run}
-        row["baseline"] = metrics.all_metrics(baseline(real, c[f"{seq}_region"], seq, tau), gtv, spacing)
+        if tau is not None:
+            row["baseline"] = metrics.all_metrics(baseline(real, region, seq, tau), gtv, spacing)
         per.append(row)
-        print(json.dumps({"seed": seed} | {k: round(v["dice"], 4) for k, v in row.items()
-                                            if isinstance(v, dict)}), flush=True)
+        print(json.dumps(ident | {k: round(v["dice"], 4) for k, v in row.items()
+                                  if isinstance(v, dict)}), flush=True)
     return {"sequence": seq, "subjects": len(per), "baseline_threshold": tau,
-            "summary": summarize(per, [*tile_fns, "baseline"]), "per_subject": per}
+            "summary": summarize(per, [*tile_fns, *(["baseline"] if tau is not None else [])]),
+            "per_subject": per}
 
 
 def summarize(per: list[dict], names) -> dict:

@@ -68,7 +68,7 @@ def model_json(seq: str, version: str, evaluation: dict | None, checks: str, sel
                 "hd95_inplane_mm": round(i8.get("hd95_inplane_mm", 0), 3),
                 "volume_error_pct": round(i8.get("volume_error_pct", 0), 2),
                 "lesion_sensitivity": round(i8.get("lesion_sensitivity", 0), 4),
-                "baseline_dice": round(base.get("dice", 0), 4)}
+                **({"baseline_dice": round(base["dice"], 4)} if base else {})}
     return {
         "name": f"dmg-{seq.lower()}", "version": version, "sequence": seq, "clinical_use": False,
         "roi": {"name": name, "type": "GTV", "color": color},
@@ -82,7 +82,9 @@ def model_json(seq: str, version: str, evaluation: dict | None, checks: str, sel
 
 
 def export(seq: str, train_dir: Path, tiles: Path, out: Path, version: str,
-           evaluation: Path | None) -> dict:
+           evaluation: Path | None, data_note: str | None = None) -> dict:
+    """The bundle in out; data_note says what it was trained and tested on (default: the
+    phantom recipe's seeds)."""
     g, info = load_generator(train_dir, batch_size=1)
     calib = calibration_tiles(tiles, seq)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,8 +96,8 @@ def export(seq: str, train_dir: Path, tiles: Path, out: Path, version: str,
     st_in, st_sha = selftest(out / "model.tflite", calib[len(calib) // 4])
     (out / "selftest_in.bin").write_bytes(st_in)
     ev = json.loads(evaluation.read_text()) if evaluation else None
-    note = (f"phantom studies from midline_model.phantom: trained on {info['train_tiles']} tiles of "
-            f"training seeds 1000+, tested on held-out seeds 3000+; no patient data")
+    note = data_note or (f"phantom studies from midline_model.phantom: trained on {info['train_tiles']} tiles of "
+                         f"training seeds 1000+, tested on held-out seeds 3000+; no patient data")
     meta = model_json(seq, version, ev, checks, st_sha, note, info["config"]["channels"],
                       info.get("context_mm", 0.0))
     (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")

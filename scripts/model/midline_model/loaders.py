@@ -63,11 +63,20 @@ def load_brats_case(folder: Path, seq: str) -> Case:
     return Case(name=folder.name, real=real, gtv=seg > 0, spacing=spacing)
 
 
-def brats_cases(root: Path, seq: str) -> list[Case]:
+def brats_folders(root: Path) -> list[Path]:
+    """A BraTS-style folder's case folders, in name order."""
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     if not folders:
         raise FileNotFoundError(f"{root}: no case folders")
-    return [load_brats_case(f, seq) for f in folders]
+    return folders
+
+
+def has_sequence(folder: Path, seq: str) -> bool:
+    return _brats_file(folder, seq) is not None
+
+
+def brats_cases(root: Path, seq: str) -> list[Case]:
+    return [load_brats_case(f, seq) for f in brats_folders(root)]
 
 
 # ---- DICOM + RTSTRUCT ------------------------------------------------------------------------------

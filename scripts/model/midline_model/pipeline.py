@@ -79,9 +79,9 @@ def ship(seq: str, work: Path, models: Path, steps: int, test_count: int, versio
         export.export(seq, run, tiles(work, seq, "train"), staging, version, None)
     ev = _evaluate(seq, run, staging / "model.tflite", work, test_count)
     dest = models / f"dmg-{seq.lower()}"
-    if _shipped(dest, staging, version):
+    if already_shipped(dest, staging, version):
         return json.loads((dest / "model.json").read_text())
-    _check_version(dest, version)
+    check_version(dest, version)
     meta = export.export(seq, run, tiles(work, seq, "train"), dest, version, ev)
     (dest / "MODEL_CARD.md").write_text(report.model_card(meta, json.loads(ev.read_text()),
                                                           json.loads((run / "train.json").read_text())))
@@ -111,7 +111,7 @@ def _semver(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in v.split("-")[0].split("."))
 
 
-def _check_version(dest: Path, version: str) -> None:
+def check_version(dest: Path, version: str) -> None:
     """A bundle already in dest with this version or a later one is not overwritten: boxes
     update only to higher versions (ota), and a release must say what changed."""
     meta = dest / "model.json"
@@ -121,7 +121,7 @@ def _check_version(dest: Path, version: str) -> None:
             raise SystemExit(f"pipeline: {dest} holds version {have}; ship with --version above it")
 
 
-def _shipped(dest: Path, staging: Path, version: str) -> bool:
+def already_shipped(dest: Path, staging: Path, version: str) -> bool:
     """True when an earlier pass of this run already shipped staging's model to dest as version
     (a resumed run skips it instead of refusing its own release)."""
     meta, model = dest / "model.json", dest / "model.tflite"

@@ -14,6 +14,10 @@ def _f(v, digits=3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def counted(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _studies(info: dict) -> str:
     seeds = info.get("train_studies")
     if not seeds:
@@ -42,12 +46,20 @@ def _kept(train_info: dict) -> str:
         f" (validation tile Dice {dice:.3f})" if dice is not None else "")
 
 
-def model_card(meta: dict, ev: dict, train_info: dict, release_note: str = "") -> str:
-    """MODEL_CARD.md of a bundle; release_note, when given, says how this version differs."""
+def _row(label: str, m: dict, ci: bool = False) -> str:
+    dice = f"{_f(m['dice'])} ({_f(m['dice_ci95'][0])}–{_f(m['dice_ci95'][1])})" if ci else _f(m["dice"])
+    return (f"| {label} | {dice} | {_f(m['dice_min'])} | {_f(m['surface_dice_2mm'])} | "
+            f"{_f(m['hd95_inplane_mm'], 2)} mm | {_f(m['volume_error_pct'], 1)} % | {_f(m['lesion_sensitivity'], 2)} |")
+
+
+def model_card(meta: dict, ev: dict, train_info: dict, release_note: str = "",
+               site: dict | None = None) -> str:
+    """MODEL_CARD.md of a bundle; release_note, when given, says how this version differs.
+    site (site.py: the cases folder's name and the split's case names) makes the card of a
+    model trained on a hospital's cases instead of phantoms."""
     seq = meta["sequence"]
     s = ev["summary"]
-    i8, fl, base = s["int8"], s["float"], s["baseline"]
-    lo, hi = i8["dice_ci95"]
+    i8, fl, base = s["int8"], s["float"], s.get("baseline")
     cfg = train_info["config"]
     inp = meta["input"]
     seen = (f"each seen with the slices {inp.get('context_mm', 0):g} mm above and below it as "
@@ -58,10 +70,46 @@ def model_card(meta: dict, ev: dict, train_info: dict, release_note: str = "") -
     if train_info.get("balance"):
         group = {"enhancement": "enhancement pattern of the tumour"}.get(train_info["balance"], train_info["balance"])
         alike += f", drawn so that each {group} weighs the same in the batches"
+    if site:
+        status = (f"**Not for clinical use until the site has validated it.** Trained on "
+                  f"{counted(len(site['train']) + len(site['val']), 'contoured case')} of `{site['cases']}`, tested on "
+                  f"{counted(len(site['test']), 'held-out case')}\n(`clinical_use: false`); the firmware refuses "
+                  f"to send its output to a clinical destination.")
+        data = (f"{meta['metrics']['data']}. Cases split by case folder (seed {site['seed']}): training "
+                f"{', '.join(site['train'])}; validation {', '.join(site['val'])}; held out for the "
+                f"results below {', '.join(site['test'])}.")
+        tested = f"{counted(ev['subjects'], 'held-out case')} of the site"
+        target = ("No non-learned baseline (it needs the phantoms' atlas). The phantom recipe's targets "
+                  f"(Dice >= {TARGETS[seq]}) are not the site's: the site sets its acceptance on its own "
+                  "validation.")
+        limits = (f"- Trained and tested on {len(site['train']) + len(site['val']) + len(site['test'])} cases "
+                  "of one site: it has not seen other scanners, protocols or contouring habits.\n"
+                  f"- The held-out cases are few ({len(site['test'])}): the interval above says how little "
+                  "they can show.\n"
+                  "- Needs the site's clinical validation (review of its contours by the treating team on\n"
+                  "  cases it has not seen) before `clinical_use` is set.")
+    else:
+        status = ("**Not for clinical use.** Trained and tested on synthetic phantom studies only\n"
+                  "(`clinical_use: false`); the firmware refuses to send its output to a clinical destination.")
+        data = (f"{meta['metrics']['data']}. Phantoms: the Colin27 adult brain with atlas-placed tumours (pons\n"
+                "three times in four, else a thalamus), 2 to 60 cm3, infiltrating margins, mass effect, necrosis,\n"
+                "enhancement patterns, vendor-style acquisitions (see `midline_model/phantom.py`).")
+        tested = f"{ev['subjects']} held-out phantom studies"
+        target = (f"Target for this sequence: Dice >= {TARGETS[seq]} and >= baseline + 0.05 (the paper's external\n"
+                  f"test set: {PAPER_TEST[seq]}). Met: Dice {'yes' if i8['dice'] >= TARGETS[seq] else 'NO'}, margin\n"
+                  f"over baseline {'yes' if i8['dice'] >= base['dice'] + 0.05 else 'NO'}, |int8 - float| <= 0.01\n"
+                  f"{'yes' if abs(i8['dice'] - fl['dice']) <= 0.01 else 'NO'}.")
+        limits = ("- Trained on phantoms of one adult anatomy, while DMG is mostly a paediatric disease.\n"
+                  "- Not evaluated by age, vendor, field strength or slice thickness on patients; phantom contrast\n"
+                  "  and texture are simpler than real tumours.\n"
+                  "- Needs retraining and validation on real contoured cases before any clinical use\n"
+                  "  (`python -m midline_model.site` retrains on a BraTS-style folder).")
+    rows = [_row("int8 (shipped)", i8, ci=True), _row("float", fl)]
+    if base:
+        rows.append(_row("baseline (threshold in atlas region)", base))
     return f"""# {meta['name']} {meta['version']} — model card
 
-**Not for clinical use.** Trained and tested on synthetic phantom studies only
-(`clinical_use: false`); the firmware refuses to send its output to a clinical destination.
+{status}
 
 ## What it does
 Segments the GTV of a diffuse midline glioma (the {seq} abnormality) on {seq} MR series, slice by
@@ -80,30 +128,19 @@ Every operator is on the Edge TPU's list (checked: {meta['checks']['edgetpu']});
 target is not compiled yet (`edgetpu_compiler` cannot be installed on the build machine).
 
 ## Data
-{meta['metrics']['data']}. Phantoms: the Colin27 adult brain with atlas-placed tumours (pons
-three times in four, else a thalamus), 2 to 60 cm3, infiltrating margins, mass effect, necrosis,
-enhancement patterns, vendor-style acquisitions (see `midline_model/phantom.py`).
-Training: {_studies(train_info)}{train_info['train_tiles']} tiles{alike}, {train_info['steps']} steps of batch
+{data}
+Training: {'' if site else _studies(train_info)}{train_info['train_tiles']} tiles{alike}, {train_info['steps']} steps of batch
 {train_info['batch']}, seed {train_info['seed']}, {train_info['seconds'] / 60:.0f} min on 2 CPU cores{_kept(train_info)}.
 
-## Results on {ev['subjects']} held-out phantom studies, through the firmware's tiling
+## Results on {tested}, through the firmware's tiling
 | | Dice (95% CI) | min Dice | surface Dice 2 mm | HD95 in-plane (median) | abs. volume error | lesions found |
 |---|---|---|---|---|---|---|
-| int8 (shipped) | {_f(i8['dice'])} ({_f(lo)}–{_f(hi)}) | {_f(i8['dice_min'])} | {_f(i8['surface_dice_2mm'])} | {_f(i8['hd95_inplane_mm'], 2)} mm | {_f(i8['volume_error_pct'], 1)} % | {_f(i8['lesion_sensitivity'], 2)} |
-| float | {_f(fl['dice'])} | {_f(fl['dice_min'])} | {_f(fl['surface_dice_2mm'])} | {_f(fl['hd95_inplane_mm'], 2)} mm | {_f(fl['volume_error_pct'], 1)} % | {_f(fl['lesion_sensitivity'], 2)} |
-| baseline (threshold in atlas region) | {_f(base['dice'])} | {_f(base['dice_min'])} | {_f(base['surface_dice_2mm'])} | {_f(base['hd95_inplane_mm'], 2)} mm | {_f(base['volume_error_pct'], 1)} % | {_f(base['lesion_sensitivity'], 2)} |
+{chr(10).join(rows)}
 
-Target for this sequence: Dice >= {TARGETS[seq]} and >= baseline + 0.05 (the paper's external
-test set: {PAPER_TEST[seq]}). Met: Dice {'yes' if i8['dice'] >= TARGETS[seq] else 'NO'}, margin
-over baseline {'yes' if i8['dice'] >= base['dice'] + 0.05 else 'NO'}, |int8 - float| <= 0.01
-{'yes' if abs(i8['dice'] - fl['dice']) <= 0.01 else 'NO'}.
+{target}
 
 ## Limits
-- Trained on phantoms of one adult anatomy, while DMG is mostly a paediatric disease.
-- Not evaluated by age, vendor, field strength or slice thickness on patients; phantom contrast
-  and texture are simpler than real tumours.
-- Needs retraining and validation on real contoured cases before any clinical use
-  (`midline_model.loaders` reads BraTS-style folders and DICOM with RTSTRUCT for that).
+{limits}
 """ + (f"\n## This release\n{release_note}\n" if release_note else "")
 
 

@@ -8,9 +8,8 @@ training 1000-1999, validation 2000-2099, test 3000-3999; the committed test stu
     python -m midline_model.trainset --first 1000 --count 64 --out build/train.npz
     python -m midline_model.trainset --brats /data/cases --out build/hospital.npz
 
-A hospital retrains on its own contoured cases by making tiles from a BraTS-style folder (see
-loaders.py) and training on them: `python -m midline_model.train --seq T2 --train
-build/hospital.npz --val build/hospital-val.npz --out build/dmg-t2-site`.
+A hospital's tiles come from a BraTS-style folder (see loaders.py); `python -m midline_model.site`
+runs the whole recipe on such a folder in one command.
 """
 
 from __future__ import annotations
@@ -106,19 +105,30 @@ def study_tiles(seed: int, negatives: int = 3, small: bool = False, context: int
     return out
 
 
-def brats_tiles(root: Path, seed: int = 0, context: int = 0,
-                context_mm: float = 0.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Tiles from a hospital's BraTS-style folder (see loaders.py), every sequence present."""
+def case_tiles(folders: list[Path], seq: str, seed: int = 0, context: int = 0,
+               context_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One sequence's tiles from a hospital's BraTS-style case folders (see loaders.py): images,
+    masks, and each tile's case (its index in folders)."""
     from midline_model import loaders
 
-    rng = np.random.default_rng([seed, 0x545249])
-    out = {}
-    for seq in phantom.SEQUENCES:
-        parts = [series_tiles(c.real, c.gtv, c.spacing[1:], rng, percentiles=data.NORMALIZATION[seq],
+    rng = np.random.default_rng([seed, 0x545249, phantom.SEQUENCES.index(seq)])
+    imgs, masks, study = [], [], []
+    for i, folder in enumerate(folders):
+        c = loaders.load_brats_case(folder, seq)
+        img, m = series_tiles(c.real, c.gtv, c.spacing[1:], rng, percentiles=data.NORMALIZATION[seq],
                               context=context, context_mm=context_mm, slice_mm=c.spacing[0])
-                 for c in loaders.brats_cases(root, seq)]
-        out[seq] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-    return out
+        imgs.append(img)
+        masks.append(m)
+        study.append(np.full(len(img), i, np.int32))
+    return np.concatenate(imgs), np.concatenate(masks), np.concatenate(study)
+
+
+def save_case_tiles(out: Path, tiles: dict, context: int, context_mm: float) -> None:
+    """case_tiles' output per sequence as a tile file train.py reads."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **{f"{seq}_{n}": v for seq, arrays in tiles.items()
+                     for n, v in zip(("image", "mask", "seed"), arrays)},
+             context_mm=np.float64(context_mm if context else 0.0))
 
 
 def _crops(mask: np.ndarray, shape, size: int, n: int, rng: np.random.Generator):
@@ -211,12 +221,13 @@ def main(argv: list[str] | None = None) -> None:
                    help="2.5D: distance in mm between a tile's channels (0: adjacent slices)")
     args = p.parse_args(argv)
     if args.brats:
-        tiles = brats_tiles(args.brats, context=args.context, context_mm=args.context_mm)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(args.out, **{f"{k}_{n}": v for k, (img, m) in tiles.items()
-                              for n, v in (("image", img), ("mask", m))},
-                 **{f"{k}_seed": np.zeros(len(img), np.int32) for k, (img, _) in tiles.items()},
-                 context_mm=np.float64(args.context_mm if args.context else 0.0))
+        from midline_model import loaders
+        folders = loaders.brats_folders(args.brats)
+        tiles = {seq: case_tiles(folders, seq, context=args.context, context_mm=args.context_mm)
+                 for seq in phantom.SEQUENCES if all(loaders.has_sequence(f, seq) for f in folders)}
+        if not tiles:
+            raise SystemExit(f"trainset: no sequence is present in every case of {args.brats}")
+        save_case_tiles(args.out, tiles, args.context, args.context_mm)
     elif args.first is not None and args.count:
         build(range(args.first, args.first + args.count), args.out, context=args.context,
               context_mm=args.context_mm)

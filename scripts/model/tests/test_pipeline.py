@@ -158,9 +158,9 @@ def test_ship_never_overwrites_a_later_version(tmp_path):
     (tmp_path / "model.json").write_text(json.dumps({"version": "1.1.0"}))
     for v in ("1.0.0", "1.1.0", "1.0.9"):
         with pytest.raises(SystemExit, match="holds version 1.1.0"):
-            pipeline._check_version(tmp_path, v)
-    pipeline._check_version(tmp_path, "1.2.0")
-    pipeline._check_version(tmp_path / "absent", "1.0.0")
+            pipeline.check_version(tmp_path, v)
+    pipeline.check_version(tmp_path, "1.2.0")
+    pipeline.check_version(tmp_path / "absent", "1.0.0")
 
 
 def test_a_resumed_run_skips_what_it_shipped(tmp_path):
@@ -171,14 +171,14 @@ def test_a_resumed_run_skips_what_it_shipped(tmp_path):
     staging.mkdir()
     dest.mkdir()
     (staging / "model.tflite").write_bytes(b"model a")
-    assert not pipeline._shipped(dest, staging, "1.4.0")
+    assert not pipeline.already_shipped(dest, staging, "1.4.0")
     (dest / "model.tflite").write_bytes(b"model a")
     (dest / "model.json").write_text(json.dumps({"version": "1.4.0"}))
     (dest / "MODEL_CARD.md").write_text("card")
-    assert pipeline._shipped(dest, staging, "1.4.0")
-    assert not pipeline._shipped(dest, staging, "1.5.0")
+    assert pipeline.already_shipped(dest, staging, "1.4.0")
+    assert not pipeline.already_shipped(dest, staging, "1.5.0")
     (dest / "model.tflite").write_bytes(b"model b")
-    assert not pipeline._shipped(dest, staging, "1.4.0")
+    assert not pipeline.already_shipped(dest, staging, "1.4.0")
 
 
 def test_balanced_batches_give_every_study_the_same_share():
