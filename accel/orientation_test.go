@@ -77,24 +77,21 @@ func TestOrientationEndToEnd(t *testing.T) {
 	}
 }
 
-// orientationMisses are the cases where dmg-t2 1.2.0's contours are more than 1 mm from the
-// truth, with the distance measured when the list was made: five of seven, by 1.001 to 1.682 mm
-// (hfs_r and ffs land at 0.990 and 0.989: the margin either way is a hundredth of a millimetre).
-// Every series finds its lesion on its side with 94 to 107 % of the truth's voxels; the
-// centroid lies 0.6 to 1.0 mm off along one or two axes (medial and superior for the
-// left-thalamus lesion, posterior and inferior for the right one), the pairs that show the model
-// the same image agree within 0.2 mm, and the contours' centroid lies within 0.05 mm of the
-// thresholded voxels'. A finding about the model, not the orientation: 1.1.0 missed the four
-// right-thalamus series by 1.9 to 4.1 mm, losing a third of the lesion.
+// orientationMisses are the cases where dmg-t2 1.4.0's contours are more than 1 mm from the
+// truth, with the distance measured when the list was made: one of seven. The other six land
+// within 0.73 to 0.92 mm (hfs 0.90, hfp 0.92, hfs_r 0.73, ffs 0.85, tilted 0.80, sagittal 0.89),
+// each lesion on its side with 81 to 106 % of the truth's voxels, and the contours' centroid
+// within 0.14 mm of the thresholded voxels'. The coronal thin-slice stack is reformatted to
+// 1.5 mm axial slices, which this 2.5D model (trained on 3 to 6 mm stacks) sees with its context
+// channels interpolated: it over-segments toward the third ventricle. A finding about the model,
+// not the orientation: the reformat maps a linear field both ways exactly
+// (preproc.TestReformatLinearField), and 1.2.0 missed five of seven (1.00 to 1.68 mm, coronal the
+// worst), 1.1.0 the four right-thalamus series by 1.9 to 4.1 mm.
 var orientationMisses = map[string]struct {
 	mm   float64
 	note string
 }{
-	"hfs":      {1.072, "952 of 926 voxels, centroid 0.8 mm medial and 0.7 mm superior"},
-	"hfp":      {1.103, "1159 of 1147 voxels, like hfs"},
-	"tilted":   {1.102, "889 of 940 voxels, 0.6 mm posterior and 0.9 mm inferior"},
-	"coronal":  {1.682, "2330 voxels against 2188 on the thin-slice reformat, 1.2 mm medial"},
-	"sagittal": {1.001, "2625 voxels against 2731 on the thin-slice reformat, 1.0 mm posterior"},
+	"coronal": {1.949, "2425 voxels against 2188 on the thin-slice reformat, 1.35 mm medial, 1.1 mm posterior, 0.85 mm superior"},
 }
 
 func dist(a, b [3]float64) float64 {
