@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from midline_model import evaluate, export, infer, loaders, phantom, pipeline, report, trainset
+from midline_model import evaluate, export, infer, loaders, phantom, pipeline, report, train, trainset
 
 VAL_SHARE = 0.1
 
@@ -95,7 +95,6 @@ def train_and_ship(seq: str, cases: Path, parts: dict, work: Path, out: Path, ve
     val_tiles = _tiles(work, seq, "val", have["val"], seed)
     run = work / f"dmg-{seq.lower()}"
     if not (run / "train.json").exists():
-        from midline_model import train
         train.main(["--seq", seq, "--train", str(train_tiles), "--val", str(val_tiles), "--out", str(run),
                     "--steps", str(steps), "--resume", *train_extra])
     staging = run / "bundle"
