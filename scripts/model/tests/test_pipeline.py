@@ -32,8 +32,7 @@ def test_smoke_train_export_evaluate(tiles, tmp_path):
     assert meta["clinical_use"] is False and meta["checks"]["edgetpu"].startswith("uncompiled")
     assert (bundle / "selftest_in.bin").stat().st_size == 128 * 128
     # The self-test hash is reproducible from the files alone.
-    _, sha = export.selftest(bundle / "model.tflite",
-                             export.calibration_tiles(tiles, "T2")[len(export.calibration_tiles(tiles, "T2")) // 4])
+    _, sha = export.selftest(bundle / "model.tflite", export.selftest_tile(*train.load_tiles(tiles, "T2")))
     assert sha == meta["targets"]["cpu"]["selftest"]["output_sha256"]
     res = evaluate.evaluate("T2", {"int8": infer.tflite_tiles(bundle / "model.tflite")}, infer.Plan(),
                             {"threshold": 0.5, "min_component_mm3": 50}, [4], tmp_path / "cases",
