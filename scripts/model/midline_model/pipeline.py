@@ -184,7 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     for seq in seqs:
         shipped[seq] = ship(seq, work, args.models, args.steps or STEPS[seq], args.test_count, args.version)
     rows = ablation(work, args.steps or STEPS["T2"], args.test_count) if args.ablation else []
-    args.results.write_text(report.results(args.models, rows))
+    evals = {f"dmg-{seq.lower()}": json.loads((work / f"dmg-{seq.lower()}" / "eval.json").read_text())
+             for seq in seqs}
+    args.results.write_text(report.results(args.models, rows, evals=evals))
     print(f"pipeline: wrote {', '.join(shipped)} and {args.results}")
 
 

@@ -52,6 +52,17 @@ def _row(label: str, m: dict, ci: bool = False) -> str:
             f"{_f(m['hd95_inplane_mm'], 2)} mm | {_f(m['volume_error_pct'], 1)} % | {_f(m['lesion_sensitivity'], 2)} |")
 
 
+def _rows(i8: dict, fl: dict, base: dict | None) -> list[str]:
+    rows = [_row("int8 (shipped)", i8, ci=True), _row("float", fl, ci=True)]
+    if base:
+        rows.append(_row("baseline (threshold in atlas region)", base, ci=True))
+    return rows
+
+
+_HEADER = ["| | Dice (95% CI) | min Dice | surface Dice 2 mm | HD95 in-plane (median over studies) | "
+           "mean abs. volume error | lesions found |", "|---|---|---|---|---|---|---|"]
+
+
 def model_card(meta: dict, ev: dict, train_info: dict, release_note: str = "",
                site: dict | None = None) -> str:
     """MODEL_CARD.md of a bundle; release_note, when given, says how this version differs.
@@ -104,9 +115,7 @@ def model_card(meta: dict, ev: dict, train_info: dict, release_note: str = "",
                   "  and texture are simpler than real tumours.\n"
                   "- Needs retraining and validation on real contoured cases before any clinical use\n"
                   "  (`python -m midline_model.site` retrains on a BraTS-style folder).")
-    rows = [_row("int8 (shipped)", i8, ci=True), _row("float", fl)]
-    if base:
-        rows.append(_row("baseline (threshold in atlas region)", base))
+    rows = _rows(i8, fl, base)
     return f"""# {meta['name']} {meta['version']} — model card
 
 {status}
@@ -133,9 +142,7 @@ Training: {'' if site else _studies(train_info)}{train_info['train_tiles']} tile
 {train_info['batch']}, seed {train_info['seed']}, {train_info['seconds'] / 60:.0f} min on 2 CPU cores{_kept(train_info)}.
 
 ## Results on {tested}, through the firmware's tiling
-| | Dice (95% CI) | min Dice | surface Dice 2 mm | HD95 in-plane (median) | abs. volume error | lesions found |
-|---|---|---|---|---|---|---|
-{chr(10).join(rows)}
+{chr(10).join(_HEADER + rows)}
 
 {target}
 
@@ -144,13 +151,15 @@ Training: {'' if site else _studies(train_info)}{train_info['train_tiles']} tile
 """ + (f"\n## This release\n{release_note}\n" if release_note else "")
 
 
-def results(models: Path, ablation: list[dict], withheld: dict | None = None) -> str:
-    """RESULTS.md. withheld: models trained and evaluated but not shipped, name -> (eval, reason)."""
+def results(models: Path, ablation: list[dict], withheld: dict | None = None,
+            evals: dict | None = None) -> str:
+    """RESULTS.md. withheld: models trained and evaluated but not shipped, name -> (eval, reason);
+    evals: each shipped model's evaluation by name, for its full table (int8, float, baseline)."""
     lines = ["# Model toolchain results", "",
              "Written by `python -m midline_model.pipeline` from the evaluation's own output; "
              "held-out phantom studies (seeds 3000 and up), through the firmware's tiled pipeline.", "",
              "## Shipped models (int8)", "",
-             "| model | subjects | Dice (95% CI) | float Dice | baseline Dice | surface Dice 2 mm | HD95 in-plane | volume error | target |",
+             "| model | subjects | Dice (95% CI) | float Dice | baseline Dice | surface Dice 2 mm | HD95 in-plane (median) | volume error | target |",
              "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(models.glob("dmg-*/model.json")):
         m = json.loads(path.read_text())
@@ -160,10 +169,15 @@ def results(models: Path, ablation: list[dict], withheld: dict | None = None) ->
         seq = m["sequence"]
         ok = t["dice_int8"] >= TARGETS[seq] and t["dice_int8"] >= t["baseline_dice"] + 0.05
         lo, hi = t["dice_int8_ci95"]
+        if m["name"] in (evals or {}):  # unrounded: model.json's 4 digits would round twice
+            lo, hi = evals[m["name"]]["summary"]["int8"]["dice_ci95"]
         lines.append(f"| {m['name']} {m['version']} | {t['subjects']} | {t['dice_int8']:.3f} ({lo:.3f}–{hi:.3f}) | "
                      f"{t['dice_float']:.3f} | {t['baseline_dice']:.3f} | {t['surface_dice_2mm']:.3f} | "
                      f"{t['hd95_inplane_mm']:.2f} mm | {t['volume_error_pct']:.1f} % | "
                      f">= {TARGETS[seq]}: {'met' if ok else 'NOT met'} |")
+    for name, ev in sorted((evals or {}).items()):
+        lines += ["", f"### {name}: {ev['subjects']} held-out studies, int8 and float", "",
+                  *_HEADER, *_rows(ev["summary"]["int8"], ev["summary"]["float"], ev["summary"].get("baseline"))]
     for name, (ev, reason) in (withheld or {}).items():
         i8, fl, base = (ev["summary"][k] for k in ("int8", "float", "baseline"))
         lo, hi = i8["dice_ci95"]

@@ -34,4 +34,9 @@ def test_card_and_results_carry_the_evaluated_numbers(tmp_path):
     res = report.results(tmp_path, [{"label": "full", "run": "dmg-t2", "train": info,
                                      "eval": _summary(0.9), "log": log}])
     assert "| dmg-t2 1.0.0 | 20 | 0.912" in res and "met" in res and "| 250 |" in res
+    # With the evaluation: int8, float and baseline each with their interval and every metric.
+    full = report.results(tmp_path, [], evals={"dmg-t2": ev})
+    assert "| float | 0.915 (0.895–0.935) | 0.815 | 0.900 | 1.50 mm | 4.0 % | 1.00 |" in full
+    assert "| baseline (threshold in atlas region) | 0.610 (0.590–0.630) |" in full
+    assert "| float | 0.915 (0.895–0.935) |" in card
     assert meta["metrics"]["test"]["dice_int8"] == 0.912 and meta["clinical_use"] is False
