@@ -2,7 +2,8 @@
 planning system exports them. Both give, per case and sequence, a volume of real values in the
 model's orientation (slices, rows, columns; rows run to the patient's posterior, columns to the
 patient's left, as an axial DICOM series with ImageOrientationPatient 1,0,0,0,1,0), the GTV mask
-on the same grid, and the (slice, row, column) spacing in mm.
+on the same grid, and the (slice, row, column) spacing in mm. A DICOM series must be near-axial
+(any position: it is flipped and transposed exactly); other planes are refused.
 
 BraTS folders: one folder per case holding `<case>_t2.nii.gz`, `_flair`, `_t1ce` and `_seg`
 (BraTS 2020 names) or `-t2w`, `-t2f`, `-t1c` and `-seg` (BraTS 2023 names). The GTV is every
@@ -126,7 +127,36 @@ def load_dicom_case(series_dir: Path, rtstruct: Path, roi_name: str) -> Case:
         rc = np.stack([(pts - ipp) @ col / dr, (pts - ipp) @ row / dc], axis=1)
         gtv[k] ^= rasterize_polygon(real.shape[1], real.shape[2], rc)
     spacing = float(np.median(np.diff(heights))) if len(heights) > 1 else float(dss[0].SliceThickness)
+    real, gtv, (dr, dc) = to_model_orientation(real, gtv, row, col, (dr, dc), f"{series_dir}")
     return Case(name=series_dir.name, real=real, gtv=gtv, spacing=(abs(spacing), dr, dc))
+
+
+# How far from transverse a series may be and still be read by in-plane flips and a transpose,
+# as the firmware does for near-axial series (a 30 degree tilt).
+MAX_TILT_COS = np.cos(np.radians(30))
+
+
+def to_model_orientation(real: np.ndarray, gtv: np.ndarray, row: np.ndarray, col: np.ndarray,
+                         pixel: tuple[float, float], what: str):
+    """A near-axial series (slices sorted along the normal, as dicomio.read_series gives them)
+    and its mask in the model's orientation: slices upwards, rows to the patient's posterior,
+    columns to the left, by exact flips and a transpose; and its (row, column) spacing. Other
+    planes are refused (the firmware reformats them; training on them is not supported)."""
+    normal = np.cross(row, col)
+    if abs(normal[2]) < MAX_TILT_COS:
+        raise ValueError(f"{what}: not an axial series (slice normal {np.round(normal, 3)}); "
+                         "reformat it to axial before training on it")
+    if normal[2] < 0:  # sorted along a downward normal: the first slice is the top one
+        real, gtv = real[::-1], gtv[::-1]
+    # Array rows run along `col`, array columns along `row` (ImageOrientationPatient).
+    if abs(row[0]) < abs(row[1]):  # rows run left-right: transpose
+        real, gtv = real.transpose(0, 2, 1), gtv.transpose(0, 2, 1)
+        row, col, pixel = col, row, (pixel[1], pixel[0])
+    if col[1] < 0:
+        real, gtv = real[:, ::-1], gtv[:, ::-1]
+    if row[0] < 0:
+        real, gtv = real[:, :, ::-1], gtv[:, :, ::-1]
+    return np.ascontiguousarray(real), np.ascontiguousarray(gtv), pixel
 
 
 def _slice_of(contour, pts, by_uid, heights, normal) -> int:

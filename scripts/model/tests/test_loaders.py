@@ -1,6 +1,7 @@
 import nibabel as nib
 import numpy as np
 import pydicom
+import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
@@ -70,3 +71,25 @@ def test_rtstruct_contours_rasterise_onto_the_series(tmp_path):
     area = np.pi * 15 * 25
     assert abs(case.gtv[k].sum() - area) / area < 0.03
     assert case.gtv[k, 80, 70] and not case.gtv[k, 80, 100]
+
+
+def test_dicom_cases_come_in_the_model_orientation():
+    """A series stored feet-first, prone or with rows and columns swapped comes back as the
+    head-first supine one: slices up, rows to the back, columns to the left."""
+    vol = np.arange(3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5)
+    gtv = vol % 7 == 0
+    x, y, z = np.eye(3)
+    cases = {  # row and column direction cosines, and how the stored array relates to vol
+        "hfs": (x, y, lambda v: v),
+        "hfp": (-x, -y, lambda v: v[:, ::-1, ::-1]),
+        "ffs": (-x, y, lambda v: v[::-1, :, ::-1]),  # normal points down: read top slice first
+        "swapped": (y, x, lambda v: v.transpose(0, 2, 1)[::-1]),  # normal y x x points down
+        "swapped, up": (y, -x, lambda v: v.transpose(0, 2, 1)[:, ::-1]),
+    }
+    for name, (row, col, store) in cases.items():
+        real, mask, pixel = loaders.to_model_orientation(store(vol), store(gtv), row, col, (0.5, 0.7), name)
+        np.testing.assert_array_equal(real, vol, err_msg=name)
+        np.testing.assert_array_equal(mask, gtv, err_msg=name)
+        assert pixel == ((0.7, 0.5) if name.startswith("swapped") else (0.5, 0.7)), name
+    with pytest.raises(ValueError, match="not an axial series"):
+        loaders.to_model_orientation(vol, gtv, y, -z, (1.0, 1.0), "sagittal")
