@@ -52,7 +52,7 @@ def physics(seq: str, mode: str, vendor: str, field: float) -> dict:
                 EchoTrainLength=1, FlipAngle=90.0)
 
 
-def _uid(seed: int, *parts) -> str:
+def _uid(seed: int | str, *parts) -> str:
     """A UID under 2.25 made from a hash of the seed and the parts, so the same seed repeats it
     (pydicom's generate_uid ignores its entropy sources under 2.25)."""
     h = hashlib.sha256("/".join(["midline-phantom", str(seed), *map(str, parts)]).encode())
@@ -77,7 +77,10 @@ def _ds(v: float) -> str:
 
 def write_study(study, out: Path) -> dict:
     """Writes every series; returns the UIDs used (study, frame of reference, per series)."""
-    seed = study.seed
+    # A study made with overrides (another position, plane, site, grid, no lesion) is other
+    # images than the seed's own: other UIDs. A --small study shares its seed's (the committed
+    # test form of a seed; the full form is never written beside it).
+    seed = f"{study.seed}/{study.variant}" if study.variant else study.seed
     uids = {"study": _uid(seed, "study"), "frame_of_reference": _uid(seed, "for")}
     for n, (seq, s) in enumerate(study.series.items(), start=1):
         series_uid = _uid(seed, seq, "series")

@@ -119,6 +119,9 @@ class Study:
     head_tilt_deg: list[float]
     series: dict[str, Series]
     lesion_free: bool = False  # the tumour was drawn (placing small stacks) but not put in
+    # What makes these images other than the seed's own (generate's overrides, as canonical
+    # JSON; "" for none), so that their UIDs differ from the seed's: dicomio.write_study.
+    variant: str = ""
 
 
 # ---- tumour ------------------------------------------------------------------------------------
@@ -458,8 +461,11 @@ def generate(seed: int, small: bool = False, keep=None, axial_only: bool = False
         c = centre if spec_s.mode == "2d" else brain_centre
         series[seq] = acquire(spec_s, a, normal, None if lesion_free else tumour, t, sig, tilt, c, rng, keep)
     patient = _patient(rng, seed)
+    overrides = {k: v for k, v in (("position", position), ("plane", plane), ("site", site),
+                                    ("spec", spec), ("lesion_free", lesion_free)) if v}
     return Study(seed=seed, vendor=vendor, field_strength=field_t, patient=patient, tumour=t,
-                 head_tilt_deg=tilt_deg, series=series, lesion_free=lesion_free)
+                 head_tilt_deg=tilt_deg, series=series, lesion_free=lesion_free,
+                 variant=json.dumps(overrides, sort_keys=True) if overrides else "")
 
 
 # SeriesSpec fields that --spec may set, with their types.

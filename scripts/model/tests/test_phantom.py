@@ -163,6 +163,10 @@ def test_positions_and_planes_keep_the_lesion_in_place(tmp_path, position, plane
     assert np.linalg.norm(lps - np.array(study["tumour"]["centre_lps"])) < 3.0
     gtv = mask.transpose(2, 1, 0) > 0
     assert vol[gtv].mean() > 1.2 * vol[~gtv & (vol > np.percentile(vol, 50))].mean()
+    # Other images than seed 4's own (the committed study): other UIDs.
+    seed4 = json.loads((COMMITTED / "study.json").read_text())
+    assert study["uids"]["study"] != seed4["uids"]["study"]
+    assert not {d.SOPInstanceUID for d in dss} & set(seed4["series"]["T2"]["sop_instance_uids"])
 
 
 def test_site_override_keeps_the_seeds_tumour():
