@@ -34,11 +34,8 @@ def load_generator(train_dir: Path, batch_size: int | None = None) -> tuple[tf.k
     return g, info
 
 
-def calibration_tiles(tiles: Path, seq: str, n: int = 256, seed: int = 0) -> np.ndarray:
-    return _calibration(*train.load_tiles(tiles, seq), n, seed)
-
-
-def _calibration(x: np.ndarray, y: np.ndarray, n: int = 256, seed: int = 0) -> np.ndarray:
+def calibration_tiles(x: np.ndarray, y: np.ndarray, n: int = 256, seed: int = 0) -> np.ndarray:
+    """The int8 calibration set: n training tiles, half with tumour, drawn by seed."""
     rng = np.random.default_rng(seed)
     pos = np.nonzero(y.reshape(len(y), -1).any(axis=1))[0]
     neg = np.setdiff1d(np.arange(len(x)), pos)
@@ -98,7 +95,7 @@ def export(seq: str, train_dir: Path, tiles: Path, out: Path, version: str,
     phantom recipe's seeds)."""
     g, info = load_generator(train_dir, batch_size=1)
     x, y = train.load_tiles(tiles, seq)
-    calib = _calibration(x, y)
+    calib = calibration_tiles(x, y)
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.tflite").write_bytes(tflite.convert_int8(g, calib))
     bad = opcheck.violations(out / "model.tflite")

@@ -139,16 +139,16 @@ def _kept(d) -> str:
     return f"moving average of the weights (decay {d.ema}) at the last step"
 
 
-def _check_recipe(work: Path, recipe: dict) -> None:
-    """Every step skips what its output already holds, so a work folder must not mix recipes:
-    the first run records its recipe there and a later run with another one stops."""
-    path = work / "recipe.json"
+def check_record(path: Path, record: dict, what: str) -> None:
+    """Every step skips what its output already holds, so a work folder must not mix runs: the
+    first run records its `what` (recipe, split) in path, and a later run with another stops."""
     if path.exists():
         old = json.loads(path.read_text())
-        if old != recipe:
-            raise SystemExit(f"pipeline: {work} was made with {old}, not {recipe}: use another --work")
+        if old != record:
+            raise SystemExit(f"{path.parent} was made with another {what} ({old}, not {record}): use another --work")
     else:
-        path.write_text(json.dumps(recipe, indent=2) + "\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -170,13 +170,13 @@ def main(argv: list[str] | None = None) -> None:
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     d = _train_defaults()
-    _check_recipe(work, {"train_seeds": [1000, 1000 + args.train_count],
-                         "val_seeds": [2000, 2000 + args.val_count],
-                         "steps": {s: args.steps or STEPS[s] for s in STEPS},
-                         "kept": _kept(d), "roi_gate": dict(data.ROI_GATE),
-                         "normalization": {seq: list(pct) for seq, pct in data.NORMALIZATION.items()},
-                         "context": {s: {"slices": c, "mm": mm, "same_neighbours": d.same_neighbours}
-                                     for s, (c, mm) in CONTEXT.items()}})
+    recipe = {"train_seeds": [1000, 1000 + args.train_count], "val_seeds": [2000, 2000 + args.val_count],
+              "steps": {s: args.steps or STEPS[s] for s in STEPS},
+              "kept": _kept(d), "roi_gate": dict(data.ROI_GATE),
+              "normalization": {seq: list(pct) for seq, pct in data.NORMALIZATION.items()},
+              "context": {s: {"slices": c, "mm": mm, "same_neighbours": d.same_neighbours}
+                          for s, (c, mm) in CONTEXT.items()}}
+    check_record(work / "recipe.json", recipe, "recipe")
     seqs = args.seq or ["T2", "FLAIR", "T1C"]
     for seq in seqs + (["T2"] if args.ablation else []):
         _build_tiles(work, seq, args.train_count, args.val_count)

@@ -44,17 +44,6 @@ def split(folders: list[Path], seed: int, test_share: float) -> dict:
             "train": sorted(order[n_test + n_val:])}
 
 
-def _check_split(work: Path, record: dict) -> None:
-    path = work / "split.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != record:
-            raise SystemExit(f"site: {work} holds another split or case folder ({path}): use another --work")
-    else:
-        work.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2) + "\n")
-
-
 def _tiles(work: Path, seq: str, part: str, folders: list[Path], seed: int) -> Path:
     c, mm = pipeline.CONTEXT.get(seq, (0, 0.0))
     out = work / f"{part}-{seq.lower()}{trainset.context_tag(c, mm)}.npz"
@@ -131,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     cases = args.cases.resolve()
     parts = split(loaders.brats_folders(cases), args.seed, args.test_share)
-    _check_split(args.work, {"cases": str(cases), **parts})
+    pipeline.check_record(args.work / "split.json", {"cases": str(cases), **parts}, "split")
     shipped = {}
     for seq in args.seq or phantom.SEQUENCES:
         meta = train_and_ship(seq, cases, parts, args.work, args.out, args.version,

@@ -146,10 +146,10 @@ def test_sagittal_to_axial_is_the_patient_frame_permutation():
 def test_a_work_folder_keeps_one_recipe(tmp_path):
     from midline_model import pipeline
     recipe = {"train_seeds": [1000, 1033], "val_seeds": [2000, 2004], "steps": dict(pipeline.STEPS)}
-    pipeline._check_recipe(tmp_path, recipe)
-    pipeline._check_recipe(tmp_path, recipe)  # the same recipe resumes
+    pipeline.check_record(tmp_path / "recipe.json", recipe, "recipe")
+    pipeline.check_record(tmp_path / "recipe.json", recipe, "recipe")  # the same recipe resumes
     with pytest.raises(SystemExit, match="use another --work"):
-        pipeline._check_recipe(tmp_path, {**recipe, "steps": {"T2": 3, "FLAIR": 3, "T1C": 3}})
+        pipeline.check_record(tmp_path / "recipe.json", {**recipe, "steps": {"T2": 3, "FLAIR": 3, "T1C": 3}}, "recipe")
 
 
 def test_ship_never_overwrites_a_later_version(tmp_path):
