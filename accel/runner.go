@@ -32,15 +32,20 @@ type Runner struct {
 	scratch         arena  // one slice's images, reused by the next slice
 	open            []bool // the tiles the gate opens on the slice at hand
 	scaled          scaledSlices
+	// quantized holds each channel of the slice at hand at the scale at hand, quantised once,
+	// when the slice does not say which series slices its channels are (scaledSlices keeps
+	// those).
+	quantized [][]int8
 }
 
 // scaledSlices keeps, during one scale's pass over a series, the series slices already
 // resampled to that scale, by series index (Slice.ContextIndex), so that a 2.5D model's slice
-// is resampled once, not once per channel that shows it. Entries below the lowest index the
-// slice at hand uses are free again: the pass walks the series upwards.
+// is resampled and quantised once, not once per channel that shows it. Entries below the lowest
+// index the slice at hand uses are free again: the pass walks the series upwards.
 type scaledSlices struct {
-	idx []int   // the series index each entry holds, -1 for none
-	img []Image // its image at the pass's scale, whose buffer the entry's next slice reuses
+	idx []int    // the series index each entry holds, -1 for none
+	img []Image  // its image at the pass's scale, whose buffer the entry's next slice reuses
+	q   [][]int8 // img quantised with the model's input parameters
 }
 
 func (c *scaledSlices) reset() {
@@ -49,12 +54,12 @@ func (c *scaledSlices) reset() {
 	}
 }
 
-// scaledSlice returns series slice j, src, at scale mm, resampling it only when no entry holds
-// it; index is the ContextIndex of the slice at hand.
-func (r *Runner) scaledSlice(j int, index []int, src Image, spacing [2]float64, scale float64) Image {
+// scaledSlice returns series slice j, src, at scale mm, and its quantised pixels, resampling
+// it only when no entry holds it; index is the ContextIndex of the slice at hand.
+func (r *Runner) scaledSlice(j int, index []int, src Image, spacing [2]float64, scale float64) (Image, []int8) {
 	c := &r.scaled
 	if e := slices.Index(c.idx, j); e >= 0 {
-		return c.img[e]
+		return c.img[e], c.q[e]
 	}
 	// Reuse the entry of the lowest index this slice does not show (never one it shows: its
 	// image may already be one of this slice's channels), if it lies below the slice's lowest
@@ -67,7 +72,7 @@ func (r *Runner) scaledSlice(j int, index []int, src Image, spacing [2]float64, 
 		}
 	}
 	if e < 0 || (c.idx[e] >= low && len(c.idx) < high-low+1) {
-		c.idx, c.img = append(c.idx, -1), append(c.img, Image{})
+		c.idx, c.img, c.q = append(c.idx, -1), append(c.img, Image{}), append(c.q, nil)
 		e = len(c.idx) - 1
 	}
 	old := c.img[e].Pix
@@ -77,7 +82,8 @@ func (r *Runner) scaledSlice(j int, index []int, src Image, spacing [2]float64, 
 		}
 		return old[:n]
 	})
-	return c.img[e]
+	c.q[e] = r.inQ.quantizeAll(c.q[e], c.img[e].Pix)
+	return c.img[e], c.q[e]
 }
 
 // arena hands out float32 buffers that stay valid until reset: the images of one Segment call.
@@ -230,19 +236,24 @@ func (r *Runner) segmentSeries(ctx context.Context, n int, sliceMM float64, at f
 			if err != nil {
 				return stats, fmt.Errorf("slice %d: %w", k, err)
 			}
-			zs := make([]Image, len(channels))
+			zs, qs := make([]Image, len(channels)), make([][]int8, len(channels))
 			for c, img := range channels {
 				if len(s.ContextIndex) == len(channels) {
-					zs[c] = r.scaledSlice(s.ContextIndex[c], s.ContextIndex, img, s.Spacing, scale)
+					zs[c], qs[c] = r.scaledSlice(s.ContextIndex[c], s.ContextIndex, img, s.Spacing, scale)
 				} else {
 					zs[c] = r.toScale(img, s.Spacing, scale)
+					if c == len(r.quantized) {
+						r.quantized = append(r.quantized, nil)
+					}
+					r.quantized[c] = r.inQ.quantizeAll(r.quantized[c], zs[c].Pix)
+					qs[c] = r.quantized[c]
 				}
 			}
 			var open []bool
 			if pass != nil {
 				open = r.openTiles(pass, k-reach, k+reach)
 			}
-			ps, err := r.runScale(ctx, zs, s.Fill, open, &stats)
+			ps, err := r.runScale(ctx, zs[0].Rows, zs[0].Cols, qs, s.Fill, open, &stats)
 			if err != nil {
 				return stats, fmt.Errorf("slice %d: %w", k, err)
 			}
@@ -331,35 +342,34 @@ func (r *Runner) openTiles(pass [][]bool, from, to int) []bool {
 	return r.open
 }
 
-// runScale tiles one resampled slice (one image per input channel), runs the tiles open says
-// (all when it is nil), and blends them.
-func (r *Runner) runScale(ctx context.Context, zs []Image, fill float32, open []bool, stats *Stats) (Image, error) {
+// runScale tiles one slice resampled to rows x cols and quantised (one image per input
+// channel), runs the tiles open says (all when it is nil), and blends them.
+func (r *Runner) runScale(ctx context.Context, rows, cols int, qs [][]int8, fill float32, open []bool, stats *Stats) (Image, error) {
 	size := r.plan.Size
-	z := zs[0]
-	n := z.Rows * z.Cols
+	n := rows * cols
 	acc, wsum := zeroed(&r.acc, n), zeroed(&r.wsum, n)
-	lefts := TileOrigins(z.Cols, size, r.plan.Overlap)
-	for ti, top := range TileOrigins(z.Rows, size, r.plan.Overlap) {
+	lefts := TileOrigins(cols, size, r.plan.Overlap)
+	for ti, top := range TileOrigins(rows, size, r.plan.Overlap) {
 		for tj, left := range lefts {
 			if open != nil && !open[ti*len(lefts)+tj] {
 				stats.TilesSkipped++
 				continue
 			}
-			r.quantizeTile(zs, top, left, fill)
+			r.cutTile(qs, rows, cols, top, left, r.inQ.quantize(fill))
 			if err := r.model.Run(ctx, r.in, r.out); err != nil {
 				return Image{}, fmt.Errorf("accel: tile at (%d, %d): %w", top, left, err)
 			}
 			stats.TilesRun++
 			if r.plan.FlipTTA {
-				mirror(r.flipIn, r.in, size, len(zs))
+				mirror(r.flipIn, r.in, size, len(qs))
 				if err := r.model.Run(ctx, r.flipIn, r.flipOut); err != nil {
 					return Image{}, fmt.Errorf("accel: mirrored tile at (%d, %d): %w", top, left, err)
 				}
 			}
-			r.blend(acc, wsum, z.Rows, z.Cols, top, left)
+			r.blend(acc, wsum, rows, cols, top, left)
 		}
 	}
-	p := Image{Rows: z.Rows, Cols: z.Cols, Pix: r.scratch.get(n)}
+	p := Image{Rows: rows, Cols: cols, Pix: r.scratch.get(n)}
 	clear(p.Pix)
 	for i, w := range wsum {
 		if w > 0 {
@@ -369,41 +379,52 @@ func (r *Runner) runScale(ctx context.Context, zs []Image, fill float32, open []
 	return p, nil
 }
 
-// quantizeTile fills the model's input with the window at (top, left) of every channel,
-// interleaved (NHWC), `fill` outside the image, quantised with the model's own parameters
-// (round half to even, as numpy does).
-func (r *Runner) quantizeTile(zs []Image, top, left int, fill float32) {
-	size, nc := r.plan.Size, len(zs)
-	rows, cols := zs[0].Rows, zs[0].Cols
-	qfill := r.inQ.quantize(fill)
+// cutTile fills the model's input with the window at (top, left) of every channel's quantised
+// pixels (rows x cols), interleaved (NHWC), qfill outside the image.
+func (r *Runner) cutTile(qs [][]int8, rows, cols, top, left int, qfill int8) {
+	size, nc := r.plan.Size, len(qs)
 	// Columns x0..x1-1 of the tile lie inside the image.
 	x0, x1 := min(max(-left, 0), size), min(max(cols-left, 0), size)
 	x1 = max(x1, x0)
 	for y := range size {
 		dst := r.in[y*size*nc : (y+1)*size*nc]
 		row := top + y
-		if row < 0 || row >= rows {
+		if row < 0 || row >= rows || x1 == x0 {
 			for i := range dst {
 				dst[i] = qfill
 			}
 			continue
 		}
-		for c, z := range zs {
-			var src []float32
-			if x1 > x0 {
-				src = z.Pix[row*cols+left+x0 : row*cols+left+x1]
-			}
-			for x := c; x < x0*nc; x += nc {
-				dst[x] = qfill
-			}
-			for i, v := range src {
-				dst[(x0+i)*nc+c] = r.inQ.quantize(v)
-			}
-			for x := x1*nc + c; x < size*nc; x += nc {
-				dst[x] = qfill
+		for i := range dst[:x0*nc] {
+			dst[i] = qfill
+		}
+		for i := range dst[x1*nc:] {
+			dst[x1*nc+i] = qfill
+		}
+		inside := dst[x0*nc : x1*nc]
+		if nc == 1 {
+			copy(inside, qs[0][row*cols+left+x0:row*cols+left+x1])
+			continue
+		}
+		for c, q := range qs {
+			for i, v := range q[row*cols+left+x0 : row*cols+left+x1] {
+				inside[i*nc+c] = v
 			}
 		}
 	}
+}
+
+// quantizeAll quantises src into dst (resized to len(src), its memory reused when large
+// enough) with the model's input parameters, as quantize does each value.
+func (q quant) quantizeAll(dst []int8, src []float32) []int8 {
+	if cap(dst) < len(src) {
+		dst = make([]int8, len(src))
+	}
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = q.quantize(v)
+	}
+	return dst
 }
 
 // mirror writes src (size x size pixels of nc channels) flipped left to right into dst.
