@@ -21,6 +21,7 @@ import (
 	"github.com/midline-rt/midline/firmware/pipeline"
 	"github.com/midline-rt/midline/internal/peers"
 	"github.com/midline-rt/midline/internal/testenv"
+	"github.com/midline-rt/midline/preproc"
 )
 
 func seed4() string { return filepath.Join(testenv.Root(), "testdata", "phantom", "seed4") }
@@ -329,6 +330,37 @@ func checkNoPatientData(t *testing.T, lines []string) {
 
 // TestReloadAppliesSelection: SIGHUP's Reload takes new selection rules at once (a study out of
 // scope is recorded and skipped with its reason) and names what needs a restart.
+// TestFieldOfViewCutEvent: a T2 series whose field of view the head fills (testdata/phantom/fov96)
+// ends with its job and job_done event flagged, and, as the model finds nothing on it, a
+// summary that says a lesion may have been missed instead of a plain "no lesion found".
+func TestFieldOfViewCutEvent(t *testing.T) {
+	r := newRig(t, nil)
+	if out, err := peers.Storescu(t, "MIDLINE", r.dicom, filepath.Join(testenv.Root(), "testdata", "phantom", "fov96", "T2")); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	j := r.waitJobs(1)[0]
+	cut := func(flags []string) bool {
+		return slices.ContainsFunc(flags, func(f string) bool { return strings.HasPrefix(f, preproc.FlagFieldOfViewCutPrefix) })
+	}
+	if j.State != JobDone || !cut(j.Flags) {
+		t.Fatalf("job %+v: want done with a field-of-view flag", j)
+	}
+	waitFor(t, "the flagged job_done event", func() bool {
+		for _, l := range r.sub.Lines() {
+			_, payload, _ := strings.Cut(l, " ")
+			var e Event
+			if json.Unmarshal([]byte(payload), &e) == nil && e.Type == "job_done" && e.JobID == j.ID && e.Job != nil && cut(e.Job.Flags) {
+				if j.Empty != strings.Contains(e.Detail, "may have missed") {
+					t.Errorf("empty %v, detail %q", j.Empty, e.Detail)
+				}
+				t.Logf("job_done: %s; flags %q", e.Detail, e.Job.Flags)
+				return true
+			}
+		}
+		return false
+	})
+}
+
 func TestReloadAppliesSelection(t *testing.T) {
 	r := newRig(t, nil)
 	next := r.cfg

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/midline-rt/midline/board"
@@ -97,6 +99,9 @@ func (d *Daemon) run(ctx context.Context, j Job) {
 
 func summary(j Job) string {
 	if j.Empty {
+		if slices.ContainsFunc(j.Flags, func(f string) bool { return strings.HasPrefix(f, preproc.FlagFieldOfViewCutPrefix) }) {
+			return "no lesion found, but the " + preproc.FlagFieldOfViewCutPrefix + ": the model may have missed one"
+		}
 		return "no lesion found"
 	}
 	s := ""
@@ -138,7 +143,7 @@ func (d *Daemon) process(ctx context.Context, j *Job) (string, string) {
 		}
 		return JobFailed, err.Error()
 	}
-	j.ResultBundle = m.Digest
+	j.ResultBundle, j.Flags = m.Digest, res.Classification.Flags
 	dir := filepath.Join(d.cfg.StateDir, "results", j.ID)
 	// The status page's preview and the contour message are the first receiving destination's
 	// rendering (pipeline.MessageProfile); each destination gets its own below.

@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -150,6 +151,11 @@ func Run(ctx context.Context, m *Model, paths []string, s Settings) (*Result, er
 	}
 	res.Probability = p
 	res.Tiles = p.Stats
+	// A field of view that cuts the head is outside what the models were trained on: said in
+	// the result's flags, which its event and job carry (docs/contracts.md, Fitness).
+	if f := preproc.FlagFieldOfViewCut(preproc.FieldOfViewCuts(v, p.Normalization)); f != "" {
+		res.Classification.Flags = append(slices.Clip(res.Classification.Flags), f)
+	}
 	res.Timings.Normalize, res.Timings.Infer, res.Timings.Reformat = p.Timings.Normalize, p.Timings.Infer, p.Timings.Reformat
 
 	t1 := time.Now()

@@ -16,6 +16,7 @@ import (
 	"github.com/midline-rt/midline/contour"
 	"github.com/midline-rt/midline/internal/maskio"
 	"github.com/midline-rt/midline/internal/testenv"
+	"github.com/midline-rt/midline/preproc"
 )
 
 func seriesPaths(t *testing.T, dir string) []string {
@@ -62,6 +63,29 @@ func TestLesionFreeBrain(t *testing.T) {
 			}
 			if !res.Empty() {
 				t.Fatalf("%s found %d voxels of lesion in a lesion-free brain", seq, res.Segmentation.GTV.Count())
+			}
+		})
+	}
+}
+
+// TestFieldOfViewCutFlag: a series whose field of view the head fills (testdata/phantom/fov96,
+// 96 mm across: see its README line) is flagged, whatever the model finds on it, and the
+// committed whole-head study is not.
+func TestFieldOfViewCutFlag(t *testing.T) {
+	m := shippedModel(t, "T2", 2)
+	for study, cut := range map[string]bool{"fov96": true, "seed4": false} {
+		t.Run(study, func(t *testing.T) {
+			res, err := Run(context.Background(), m, seriesPaths(t, filepath.Join(testenv.Root(), "testdata", "phantom", study, "T2")),
+				Settings{DeviceID: "test", FirmwareVersion: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(res.Classification.Flags, func(f string) bool { return strings.HasPrefix(f, preproc.FlagFieldOfViewCutPrefix) })
+			if (i >= 0) != cut {
+				t.Fatalf("flags %q; want a field-of-view cut: %v", res.Classification.Flags, cut)
+			}
+			if cut {
+				t.Logf("%s; %d voxels of GTV found", res.Classification.Flags[i], res.Segmentation.GTV.Count())
 			}
 		})
 	}
