@@ -78,6 +78,9 @@ def model_card(meta: dict, ev: dict, train_info: dict, release_note: str = "",
             else "each on its own")
     alike = (f" ({train_info['same_neighbours']:.0%} of them drawn with the centre slice as every neighbour)"
              if train_info.get("same_neighbours") else "")
+    if train_info.get("fov_cut"):
+        alike += (f", {train_info['fov_cut']:.0%} of them cut by a field-of-view edge (air beyond a straight "
+                  "edge, no tumour there)")
     if train_info.get("balance"):
         group = {"enhancement": "enhancement pattern of the tumour"}.get(train_info["balance"], train_info["balance"])
         alike += f", drawn so that each {group} weighs the same in the batches"

@@ -75,7 +75,7 @@ def batches(x: np.ndarray, y: np.ndarray, group: np.ndarray | None, args) -> tf.
     tumour slices than a 5 mm stack; a ring-enhancing tumour is one phantom in five). The seed fixes
     the stream. Neither balance is in the recipe: on T1C they moved which lesions were missed, not
     the Dice (README, "T1C")."""
-    aug = augment(args.same_neighbours)
+    aug = augment(args.same_neighbours, args.fov_cut)
     if group is None:
         ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=args.seed).repeat()
     else:
@@ -101,15 +101,24 @@ def tile_dice(y: np.ndarray, p: np.ndarray) -> float:
     return float(2 * inter / (b.sum() + (y > 0.5).sum() + 1e-9))
 
 
-def augment(same_neighbours: float = 0.0):
+def augment(same_neighbours: float = 0.0, fov_cut: float = 0.0):
     """The training tiles' random changes. same_neighbours: the share of 2.5D tiles whose
     neighbour channels are replaced by the centre slice, as on a series whose slices are alike
     (a uniform QA phantom, a thick slab): the tiles at 5 mm always differ, and a model that never
-    saw alike neighbours contoured a lesion-free blob of identical slices (README)."""
+    saw alike neighbours contoured a lesion-free blob of identical slices (README). fov_cut: the
+    share of tiles cut by a field-of-view edge: beyond a straight edge parallel to one side, 16 to
+    112 pixels in, every channel holds the tile's lowest value (the clip floor wherever the tile
+    shows air) and the mask nothing, as on a series that does not cover the head or the axial
+    reformat of a coronal or sagittal slab (a model trained on whole heads found nothing on a
+    96 mm field of view, README)."""
     def fn(x, y):
         flip = tf.random.uniform(()) < 0.5
         x = tf.where(flip, tf.reverse(x, axis=[1]), x)  # left-right: both hemispheres host DMG
         y = tf.where(flip, tf.reverse(y, axis=[1]), y)
+        if fov_cut > 0:
+            x, y = cut_field_of_view(x, y, tf.random.uniform(()) < fov_cut,
+                                     tf.random.uniform((), 0, 4, dtype=tf.int32),
+                                     tf.random.uniform((), 16, 113, dtype=tf.int32))
         ch = x.shape[-1]
         if ch > 1 and same_neighbours > 0:
             centre = x[..., ch // 2:ch // 2 + 1]
@@ -117,6 +126,17 @@ def augment(same_neighbours: float = 0.0):
         x = x * tf.random.uniform((), 0.9, 1.1) + tf.random.uniform((), -0.15, 0.15)
         return x, y
     return fn
+
+
+def cut_field_of_view(x, y, cut, side, keep):
+    """x (H, W, C) and y (H, W, 1) with, when cut, only `keep` rows or columns left from side
+    (0 top, 1 bottom, 2 left, 3 right); x beyond holds its minimum, y nothing."""
+    h, w = x.shape[0], x.shape[1]
+    r = tf.broadcast_to(tf.range(h)[:, None], (h, w))
+    c = tf.broadcast_to(tf.range(w)[None, :], (h, w))
+    kept = tf.gather(tf.stack([r < keep, r >= h - keep, c < keep, c >= w - keep]), side)
+    kept = tf.logical_or(tf.logical_not(cut), kept)[..., None]
+    return tf.where(kept, x, tf.reduce_min(x)), tf.where(kept, y, tf.zeros_like(y))
 
 
 class Trainer:
@@ -219,6 +239,7 @@ def train(args) -> dict:
     tr.ema.save_weights(str(out / "generator.weights.h5"))  # the last step's (a resumed run: its checkpoint's)
     summary = {"sequence": args.seq, "config": cfg.to_dict(), "context_mm": context_mm(args.train),
                "same_neighbours": args.same_neighbours if x.shape[-1] > 1 else 0.0,
+               "fov_cut": args.fov_cut,
                "balance": args.balance,
                "adversarial": not args.no_adversarial,
                "adv_weight": args.adv_weight, "ema": args.ema, "val_every": args.val_every, "steps": args.steps, "batch": args.batch,
@@ -261,6 +282,9 @@ def parser() -> argparse.ArgumentParser:
                    help="decay of the weights' moving average that is validated and kept (0: off)")
     p.add_argument("--same-neighbours", type=float, default=0.03,
                    help="share of 2.5D tiles trained with the centre slice as every neighbour")
+    p.add_argument("--fov-cut", type=float, default=0.0,
+                   help="share of tiles trained cut by a field-of-view edge (augment; not in the "
+                        "recipe: README, 'Fields of view')")
     p.add_argument("--balance", choices=sorted(BALANCE),
                    help="draw tiles so that every study, or every enhancement pattern, weighs the same")
     p.add_argument("--no-adversarial", action="store_true")

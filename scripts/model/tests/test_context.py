@@ -71,6 +71,29 @@ def test_same_neighbours_puts_the_centre_slice_in_every_channel():
     assert train.augment(1.0)(one, y)[0].shape == (128, 128, 1)
 
 
+def test_field_of_view_cut_blanks_one_side_in_every_channel():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(128, 128, 3)).astype(np.float32)
+    y = np.ones((128, 128, 1), np.float32)
+    low = x.min()
+    for side, keep, beyond in ((0, 40, np.s_[40:, :]), (1, 40, np.s_[:88, :]), (2, 100, np.s_[:, 100:]),
+                               (3, 16, np.s_[:, :112])):
+        a, b = (v.numpy() for v in train.cut_field_of_view(x, y, True, side, keep))
+        assert (a[beyond] == low).all() and (b[beyond] == 0).all()
+        kept = np.ones((128, 128), bool)
+        kept[beyond] = False
+        assert kept.sum() == 128 * keep
+        np.testing.assert_array_equal(a[kept], x[kept])
+        assert (b[kept] == 1).all()
+        a, b = (v.numpy() for v in train.cut_field_of_view(x, y, False, side, keep))
+        np.testing.assert_array_equal(a, x)
+        np.testing.assert_array_equal(b, y)
+    # In augment: about the asked share of tiles is cut (every tile at 1.0, none at 0.0).
+    cut = sum(bool((train.augment(0.0, 1.0)(x, y)[1].numpy() == 0).any()) for _ in range(8))
+    assert cut == 8
+    assert not any((train.augment(0.0, 0.0)(x, y)[1].numpy() == 0).any() for _ in range(8))
+
+
 def test_context_tiles_train_export_and_evaluate(tmp_path):
     tiles = tmp_path / "train.npz"
     trainset.build([4], tiles, small=True, context=1, context_mm=5.0)

@@ -25,6 +25,9 @@ def test_card_and_results_carry_the_evaluated_numbers(tmp_path):
     assert "the slices 5 mm above and below it as 3 channels" in card25
     assert "100 tiles (10% of them drawn with the centre slice as every neighbour)" in card25
     assert "weighs the same" not in card25
+    assert "field-of-view" not in card25
+    cut = report.model_card(meta, ev, info | {"fov_cut": 0.2})
+    assert "100 tiles, 20% of them cut by a field-of-view edge (air beyond a straight edge, no tumour there), 10 steps" in cut
     balanced = report.model_card(meta, ev, info | {"balance": "enhancement"})
     assert "100 tiles, drawn so that each enhancement pattern of the tumour weighs the same in the batches, 10 steps" in balanced
     d = tmp_path / "dmg-t2"
