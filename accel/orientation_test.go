@@ -20,8 +20,8 @@ var orientationDir = filepath.Join("..", "testdata", "phantom", "orientation")
 
 // TestOrientationEndToEnd runs the shipped T2 model over phantoms of one tumour (seed 21, in
 // the left or the right thalamus) in head-first supine, feet-first supine, head-first prone
-// (anisotropic pixels), tilted axial, and thin-slice coronal and sagittal stacks (reformatted;
-// the sagittal one with anisotropic pixels). The output contours (contour.Postprocess and
+// (anisotropic pixels), tilted axial, thin-slice coronal and sagittal slabs of 60 mm (reformatted;
+// the sagittal one with anisotropic pixels), and a thin-slice coronal volume of the whole head. The output contours (contour.Postprocess and
 // contour.Trace, as the firmware writes them to the RT Structure Set) must have their centroid in
 // patient millimetres on the truth's side of the midline and within 1 mm of the ground truth's
 // centroid, computed from the mask's own affine (written by the Python generator, not from
@@ -43,7 +43,7 @@ func TestOrientationEndToEnd(t *testing.T) {
 	}
 	defer m.Close()
 	got := map[string][3]float64{}
-	for _, name := range []string{"hfs", "hfs_r", "ffs", "hfp", "tilted", "coronal", "sagittal"} {
+	for _, name := range []string{"hfs", "hfs_r", "ffs", "hfp", "tilted", "coronal", "sagittal", "coronal_whole"} {
 		t.Run(name, func(t *testing.T) {
 			r, err := NewRunner(m, b.Meta.Plan(), &preproc.Resamplers{})
 			if err != nil {
@@ -78,20 +78,27 @@ func TestOrientationEndToEnd(t *testing.T) {
 }
 
 // orientationMisses are the cases where dmg-t2 1.4.0's contours are more than 1 mm from the
-// truth, with the distance measured when the list was made: one of seven. The other six land
+// truth, with the distance measured when the list was made: two of eight. The other six land
 // within 0.73 to 0.92 mm (hfs 0.90, hfp 0.92, hfs_r 0.73, ffs 0.85, tilted 0.80, sagittal 0.89),
 // each lesion on its side with 81 to 106 % of the truth's voxels, and the contours' centroid
-// within 0.14 mm of the thresholded voxels'. The coronal thin-slice stack is reformatted to
-// 1.5 mm axial slices, which this 2.5D model (trained on 3 to 6 mm stacks) sees with its context
-// channels interpolated: it over-segments toward the third ventricle. A finding about the model,
-// not the orientation: the reformat maps a linear field both ways exactly
-// (preproc.TestReformatLinearField), and 1.2.0 missed five of seven (1.00 to 1.68 mm, coronal the
-// worst), 1.1.0 the four right-thalamus series by 1.9 to 4.1 mm.
+// within 0.14 mm of the thresholded voxels'. This model puts the left-thalamus lesion 0.5 to
+// 0.7 mm medial and superior of the truth on every series of it, so 1 mm leaves it little room.
+// The 60 mm coronal slab, which the axial reformat makes axial slices cut 30 mm in front of and
+// behind the lesion (preproc.FieldOfViewCuts flags it), adds a millimetre: 1.95 mm, against
+// 1.05 mm on the whole-head coronal volume of the same lesion and 1.00 mm on a 1.5 mm axial stack
+// of it (made for the diagnosis, not kept), so the thin slices and the reformat are not the
+// cause; averaging the reformat's slices to 3 or 5 mm (2.29, 3.44 mm) or mirroring the slab beyond
+// its ends (2.01 mm) made it no better. A finding about the model (trained on whole heads only;
+// a run trained with cut fields of view did worse, scripts/model/README.md), not the orientation:
+// the reformat maps a linear field both ways exactly (preproc.TestReformatLinearField), and 1.2.0
+// missed five of seven (1.00 to 1.68 mm, coronal the worst), 1.1.0 the four right-thalamus
+// series by 1.9 to 4.1 mm.
 var orientationMisses = map[string]struct {
 	mm   float64
 	note string
 }{
-	"coronal": {1.949, "2425 voxels against 2188 on the thin-slice reformat, 1.35 mm medial, 1.1 mm posterior, 0.85 mm superior"},
+	"coronal":       {1.949, "2425 voxels against 2188 on the reformat of a 60 mm slab, 1.35 mm medial, 1.1 mm posterior, 0.85 mm superior"},
+	"coronal_whole": {1.047, "2224 voxels against 2188, 0.62 mm medial, 0.63 mm posterior, 0.47 mm superior"},
 }
 
 func dist(a, b [3]float64) float64 {

@@ -80,13 +80,13 @@ func TestFieldOfViewCuts(t *testing.T) {
 
 // TestFieldOfViewCutsPhantoms: the orientation phantoms' near-axial series clip the scalp at most
 // (the model works on them as on whole heads); the coronal and sagittal 60 mm slabs cut the head
-// front and back, and left and right (and their 144 mm in-plane field of view one more side); a
-// 96 mm axial field of view cuts it on every side.
+// front and back, and left and right (and their 144 mm in-plane field of view one more side), the
+// whole-head coronal volume does not; a 96 mm axial field of view cuts the head on every side.
 func TestFieldOfViewCutsPhantoms(t *testing.T) {
 	for name, want := range map[string][]string{
 		"hfs": nil, "hfs_r": nil, "ffs": nil, "hfp": nil, "tilted": nil,
 		"coronal": {"anterior", "posterior", "right"}, "sagittal": {"left", "posterior", "right"},
-		"../fov96": {"anterior", "left", "posterior", "right"}, "../seed4": nil,
+		"coronal_whole": nil, "../fov96": {"anterior", "left", "posterior", "right"}, "../seed4": nil,
 	} {
 		t.Run(name, func(t *testing.T) {
 			paths, _ := filepath.Glob(filepath.Join("..", "testdata", "phantom", "orientation", name, "T2", "*.dcm"))
