@@ -21,17 +21,18 @@ var orientationDir = filepath.Join("..", "testdata", "phantom", "orientation")
 // TestOrientationEndToEnd runs the shipped T2 model over phantoms of one tumour (seed 21, in
 // the left or the right thalamus) in head-first supine, feet-first supine, head-first prone
 // (anisotropic pixels), tilted axial, thin-slice coronal and sagittal slabs of 60 mm (reformatted;
-// the sagittal one with anisotropic pixels), and a thin-slice coronal volume of the whole head. The output contours (contour.Postprocess and
-// contour.Trace, as the firmware writes them to the RT Structure Set) must have their centroid in
-// patient millimetres on the truth's side of the midline and within 1 mm of the ground truth's
-// centroid, computed from the mask's own affine (written by the Python generator, not from
-// preproc's geometry); and within 0.2 mm of the thresholded probability's voxel centroid, so that
-// the contour path adds no error of its own. Where the shipped model misses the 1 mm target, the case is listed in
-// orientationMisses with what it measured: a finding about the model, reported, not hidden.
-// Such a case still fails if it loses the lesion or its side, if it gets more than 0.5 mm worse
-// than recorded, and if it starts to pass, so that the list stays true. Pairs seen by the model in the same canonical orientation
-// (supine and prone, head and feet first) must also agree with each other within 1 mm: that
-// part is the pipeline's alone.
+// the sagittal one with anisotropic pixels), and a thin-slice coronal volume of the whole head.
+// The output contours (contour.Postprocess and contour.Trace, as the firmware writes them to the
+// RT Structure Set) must have their centroid in patient millimetres on the truth's side of the
+// midline and within 1 mm of the ground truth's centroid, computed from the mask's own affine
+// (written by the Python generator, not from preproc's geometry); and within 0.2 mm of the
+// thresholded probability's voxel centroid, so that the contour path adds no error of its own.
+// Where the shipped model misses the 1 mm target, the case is listed in orientationMisses with
+// what it measured: a finding about the model, reported, not hidden. Such a case still fails if
+// it loses the lesion or its side, if it gets more than 0.5 mm worse than recorded, and if it
+// starts to pass, so that the list stays true. Pairs seen by the model in the same canonical
+// orientation (supine and prone, head and feet first) must also agree with each other within
+// 1 mm: that part is the pipeline's alone.
 func TestOrientationEndToEnd(t *testing.T) {
 	b, err := LoadBundle(filepath.Join("..", "models", "dmg-t2"))
 	if err != nil {
