@@ -328,8 +328,6 @@ func checkNoPatientData(t *testing.T, lines []string) {
 	t.Logf("%d MQTT messages checked against %d patient attributes", len(lines), len(needles))
 }
 
-// TestReloadAppliesSelection: SIGHUP's Reload takes new selection rules at once (a study out of
-// scope is recorded and skipped with its reason) and names what needs a restart.
 // TestFieldOfViewCutEvent: a T2 series whose field of view the head fills (testdata/phantom/fov96)
 // ends with its job and job_done event flagged, and, as the model finds nothing on it, a
 // summary that says a lesion may have been missed instead of a plain "no lesion found".
@@ -361,6 +359,8 @@ func TestFieldOfViewCutEvent(t *testing.T) {
 	})
 }
 
+// TestReloadAppliesSelection: SIGHUP's Reload takes new selection rules at once (a study out of
+// scope is recorded and skipped with its reason) and names what needs a restart.
 func TestReloadAppliesSelection(t *testing.T) {
 	r := newRig(t, nil)
 	next := r.cfg

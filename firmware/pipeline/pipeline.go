@@ -152,7 +152,7 @@ func Run(ctx context.Context, m *Model, paths []string, s Settings) (*Result, er
 	res.Probability = p
 	res.Tiles = p.Stats
 	// A field of view that cuts the head is outside what the models were trained on: said in
-	// the result's flags, which its event and job carry (docs/contracts.md, Fitness).
+	// the result's flags, which its event and job carry (docs/contracts.md, Classification).
 	if f := preproc.FlagFieldOfViewCut(preproc.FieldOfViewCuts(v, p.Normalization)); f != "" {
 		res.Classification.Flags = append(slices.Clip(res.Classification.Flags), f)
 	}
