@@ -349,13 +349,14 @@ func (r *Runner) runScale(ctx context.Context, rows, cols int, qs [][]int8, fill
 	n := rows * cols
 	acc, wsum := zeroed(&r.acc, n), zeroed(&r.wsum, n)
 	lefts := TileOrigins(cols, size, r.plan.Overlap)
+	qfill := r.inQ.quantize(fill)
 	for ti, top := range TileOrigins(rows, size, r.plan.Overlap) {
 		for tj, left := range lefts {
 			if open != nil && !open[ti*len(lefts)+tj] {
 				stats.TilesSkipped++
 				continue
 			}
-			r.cutTile(qs, rows, cols, top, left, r.inQ.quantize(fill))
+			r.cutTile(qs, rows, cols, top, left, qfill)
 			if err := r.model.Run(ctx, r.in, r.out); err != nil {
 				return Image{}, fmt.Errorf("accel: tile at (%d, %d): %w", top, left, err)
 			}

@@ -1,6 +1,7 @@
 package preproc
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -40,32 +41,35 @@ func FieldOfViewCuts(v *Volume, nm Normalization) []FieldOfViewCut {
 		return nil
 	}
 	t := float32(HeadLevel * nm.High)
-	// A face: its outward normal and its voxels' indices (slice, row, column) by a walker.
-	type face struct {
-		normal Vec3
-		each   func(fn func(k, r, c int))
-	}
-	faces := []face{
-		{v.ColumnCosine.scale(-1), func(fn func(k, r, c int)) { grid(n, cols, func(k, c int) { fn(k, 0, c) }) }},
-		{v.ColumnCosine, func(fn func(k, r, c int)) { grid(n, cols, func(k, c int) { fn(k, rows-1, c) }) }},
-		{v.RowCosine.scale(-1), func(fn func(k, r, c int)) { grid(n, rows, func(k, r int) { fn(k, r, 0) }) }},
-		{v.RowCosine, func(fn func(k, r, c int)) { grid(n, rows, func(k, r int) { fn(k, r, cols-1) }) }},
-		{v.Normal.scale(-1), func(fn func(k, r, c int)) { grid(rows, cols, func(r, c int) { fn(0, r, c) }) }},
-		{v.Normal, func(fn func(k, r, c int)) { grid(rows, cols, func(r, c int) { fn(n-1, r, c) }) }},
+	// Each face: its outward normal and its voxels, slices [k0, k1) x rows [r0, r1) x columns
+	// [c0, c1).
+	faces := []struct {
+		normal                 Vec3
+		k0, k1, r0, r1, c0, c1 int
+	}{
+		{v.ColumnCosine.scale(-1), 0, n, 0, 1, 0, cols},
+		{v.ColumnCosine, 0, n, rows - 1, rows, 0, cols},
+		{v.RowCosine.scale(-1), 0, n, 0, rows, 0, 1},
+		{v.RowCosine, 0, n, 0, rows, cols - 1, cols},
+		{v.Normal.scale(-1), 0, 1, 0, rows, 0, cols},
+		{v.Normal, n - 1, n, 0, rows, 0, cols},
 	}
 	var cuts []FieldOfViewCut
 	for _, f := range faces {
 		if math.Abs(f.normal[2]) >= math.Sqrt2/2 { // toward the head or the feet
 			continue
 		}
-		head, all := 0, 0
-		f.each(func(k, r, c int) {
-			if v.Pixels[(k*rows+r)*cols+c] > t {
-				head++
+		head := 0
+		for k := f.k0; k < f.k1; k++ {
+			for r := f.r0; r < f.r1; r++ {
+				for _, x := range v.Pixels[(k*rows+r)*cols+f.c0 : (k*rows+r)*cols+f.c1] {
+					if x > t {
+						head++
+					}
+				}
 			}
-			all++
-		})
-		frac := float64(head) / float64(all)
+		}
+		frac := float64(head) / float64((f.k1-f.k0)*(f.r1-f.r0)*(f.c1-f.c0))
 		if frac < CutFraction {
 			continue
 		}
@@ -76,25 +80,8 @@ func FieldOfViewCuts(v *Volume, nm Normalization) []FieldOfViewCut {
 		}
 		cuts = append(cuts, FieldOfViewCut{Side: side, Fraction: frac})
 	}
-	slices.SortStableFunc(cuts, func(a, b FieldOfViewCut) int {
-		switch {
-		case a.Fraction > b.Fraction:
-			return -1
-		case a.Fraction < b.Fraction:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(cuts, func(a, b FieldOfViewCut) int { return cmp.Compare(b.Fraction, a.Fraction) })
 	return cuts
-}
-
-// grid calls fn for every (i, j) of an a x b grid.
-func grid(a, b int, fn func(i, j int)) {
-	for i := range a {
-		for j := range b {
-			fn(i, j)
-		}
-	}
 }
 
 // patientSide names the side of the patient (LPS: +x left, +y posterior) a direction in the
@@ -126,5 +113,10 @@ func FlagFieldOfViewCut(cuts []FieldOfViewCut) string {
 		"): the model was trained on whole-head views; contours may be missing or misplaced"
 }
 
-// FlagFieldOfViewCutPrefix begins FlagFieldOfViewCut's flag, for whoever matches it.
+// FlagFieldOfViewCutPrefix begins FlagFieldOfViewCut's flag.
 const FlagFieldOfViewCutPrefix = "field of view cuts through the head"
+
+// HasFieldOfViewCut says whether a result's flags hold FlagFieldOfViewCut's.
+func HasFieldOfViewCut(flags []string) bool {
+	return slices.ContainsFunc(flags, func(f string) bool { return strings.HasPrefix(f, FlagFieldOfViewCutPrefix) })
+}

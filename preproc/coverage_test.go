@@ -4,7 +4,6 @@ import (
 	"context"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -66,7 +65,7 @@ func TestFieldOfViewCuts(t *testing.T) {
 				t.Errorf("cut sides %v (%+v), want %v", got, cuts, tc.want)
 			}
 			flag := FlagFieldOfViewCut(cuts)
-			if (flag != "") != (len(tc.want) > 0) || (flag != "" && !strings.HasPrefix(flag, FlagFieldOfViewCutPrefix)) {
+			if (flag != "") != (len(tc.want) > 0) || (flag != "" && !HasFieldOfViewCut([]string{flag})) {
 				t.Errorf("flag %q for cuts %+v", flag, cuts)
 			}
 			for i := 1; i < len(cuts); i++ {

@@ -337,17 +337,14 @@ func TestFieldOfViewCutEvent(t *testing.T) {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
 	j := r.waitJobs(1)[0]
-	cut := func(flags []string) bool {
-		return slices.ContainsFunc(flags, func(f string) bool { return strings.HasPrefix(f, preproc.FlagFieldOfViewCutPrefix) })
-	}
-	if j.State != JobDone || !cut(j.Flags) {
+	if j.State != JobDone || !preproc.HasFieldOfViewCut(j.Flags) {
 		t.Fatalf("job %+v: want done with a field-of-view flag", j)
 	}
 	waitFor(t, "the flagged job_done event", func() bool {
 		for _, l := range r.sub.Lines() {
 			_, payload, _ := strings.Cut(l, " ")
 			var e Event
-			if json.Unmarshal([]byte(payload), &e) == nil && e.Type == "job_done" && e.JobID == j.ID && e.Job != nil && cut(e.Job.Flags) {
+			if json.Unmarshal([]byte(payload), &e) == nil && e.Type == "job_done" && e.JobID == j.ID && e.Job != nil && preproc.HasFieldOfViewCut(e.Job.Flags) {
 				if j.Empty != strings.Contains(e.Detail, "may have missed") {
 					t.Errorf("empty %v, detail %q", j.Empty, e.Detail)
 				}

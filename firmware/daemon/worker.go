@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/midline-rt/midline/board"
@@ -99,7 +97,7 @@ func (d *Daemon) run(ctx context.Context, j Job) {
 
 func summary(j Job) string {
 	if j.Empty {
-		if slices.ContainsFunc(j.Flags, func(f string) bool { return strings.HasPrefix(f, preproc.FlagFieldOfViewCutPrefix) }) {
+		if preproc.HasFieldOfViewCut(j.Flags) {
 			return "no lesion found, but the " + preproc.FlagFieldOfViewCutPrefix + ": the model may have missed one"
 		}
 		return "no lesion found"

@@ -131,9 +131,9 @@ def load_dicom_case(series_dir: Path, rtstruct: Path, roi_name: str) -> Case:
     return Case(name=series_dir.name, real=real, gtv=gtv, spacing=(abs(spacing), dr, dc))
 
 
-# How far from transverse a series may be and still be read by in-plane flips and a transpose,
-# as the firmware does for near-axial series (a 30 degree tilt).
-MAX_TILT_COS = np.cos(np.radians(30))
+# How far from transverse a series may be and still be read by in-plane flips and a transpose:
+# the firmware's near-axial bound (preproc.DefaultMaxTiltDeg, docs/contracts.md "Orientation").
+MAX_TILT_COS = np.cos(np.radians(45))
 
 
 def to_model_orientation(real: np.ndarray, gtv: np.ndarray, row: np.ndarray, col: np.ndarray,
